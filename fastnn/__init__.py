@@ -1,0 +1,29 @@
+"""fastnn: the NumPy neural-network code of *Deep Learning from Scratch*, compiled with Numba.
+
+Swap ``from common.layers import *`` for ``from fastnn.layers import *``: same classes, same
+numbers, faster. See the README for the module map.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from ._runtime import (
+    compiled_signatures,
+    get_num_threads,
+    set_num_threads,
+    threading_layer,
+    warmup,
+)
+
+try:
+    __version__ = _version("fastnn-numba")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "__version__",
+    "warmup",
+    "set_num_threads",
+    "get_num_threads",
+    "threading_layer",
+    "compiled_signatures",
+]

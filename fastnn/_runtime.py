@@ -1,0 +1,87 @@
+"""Threads, warm-up and runtime facts (``fastnn.set_num_threads``, ``fastnn.warmup``, ...)."""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+
+from .kernels import _jit
+
+__all__ = ["set_num_threads", "get_num_threads", "warmup", "threading_layer", "compiled_signatures"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for fastnn's parallel kernels (``1 <= n <= NUMBA_NUM_THREADS``).
+
+    Like :func:`numba.set_num_threads`, the setting applies to the calling Python thread.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_num_threads: n must be an integer, got {n!r}")
+    top = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= n <= top:
+        raise ValueError(f"set_num_threads: n must be in [1, {top}] (NUMBA_NUM_THREADS), got {n}")
+    numba.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Number of threads fastnn's parallel kernels use in the calling Python thread."""
+    return numba.get_num_threads()
+
+
+def threading_layer() -> str:
+    """The threading layer in use (after the first parallel call), else the one requested."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        return _jit.threading_layer_requested
+
+
+def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
+    """Compile (or load from Numba's cache) every kernel for ``dtypes``; returns seconds taken.
+
+    Each op of :mod:`fastnn.functional` is called once on a tiny input of each dtype, which
+    exercises exactly the signatures fastnn uses.
+    """
+    from . import functional as F
+
+    t0 = time.perf_counter()
+    for name in dtypes:
+        dt = np.dtype(name)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"warmup: dtype must be float32 or float64, got {name!r}")
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2, 2, 5, 5)).astype(dt)
+        W = rng.standard_normal((3, 2, 3, 3)).astype(dt)
+        b = np.zeros(3, dt)
+        out = F.conv2d(x, W, b, 1, 1)
+        F.conv2d_backward_data(out, W, x.shape, 1, 1)
+        F.conv2d_backward_weight(x, out, W.shape, 1, 1)
+        F.conv2d_backward_bias(out)
+        col = F.im2col(x, 3, 3, 1, 1)
+        F.col2im(col, x.shape, 3, 3, 1, 1)
+        p, am = F.max_pool2d(x, 2, 2, 2, 0, return_argmax=True)
+        F.max_pool2d_backward(p, am, x.shape, 2, 2, 2, 0)
+        logits = x.reshape(20, 5)
+        F.softmax(logits)
+        loss, y = F.softmax_cross_entropy(logits, np.arange(20) % 5)
+        F.softmax_cross_entropy_backward(y, np.arange(20) % 5)
+        F.softmax_cross_entropy_backward(y, np.eye(5, dtype=dt)[np.arange(20) % 5])
+        r, mask = F.relu(x)
+        F.relu_backward(r, mask)
+        s = F.sigmoid(x)
+        F.sigmoid_backward(s, s)
+        if verbose:
+            print(f"fastnn.warmup: {name} ready after {time.perf_counter() - t0:.2f} s")
+    return time.perf_counter() - t0
+
+
+def compiled_signatures() -> dict:
+    """``{kernel name: [signature, ...]}`` of every kernel compiled in this process so far."""
+    from . import kernels
+
+    return {
+        name: [str(sig) for sig in getattr(kernels, name).signatures]
+        for name in kernels.__all__
+    }

@@ -1,0 +1,565 @@
+"""The validated functional API: one function per op, each calling one Numba kernel.
+
+Every function here
+
+* checks shapes, dtypes and parameters and raises :class:`ValueError` / :class:`TypeError`
+  whose message starts with the op's name and shows the offending shapes or values;
+* picks the compute dtype: float32 stays float32, float64 is the default, integer and bool
+  inputs become float64, mixed inputs follow NumPy promotion; float16, complex and object
+  arrays are rejected with :class:`TypeError`;
+* makes inputs C-contiguous (non-contiguous views work; they are copied once), allocates the
+  outputs and calls the kernel in :mod:`fastnn.kernels`.
+
+Reference semantics: :mod:`fastnn.reference`. Shape names: N, C, H, W, FN, FH, FW, OH, OW.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks as ck
+from .kernels import conv2d as _conv
+from .kernels import elementwise as _ew
+from .kernels import im2col as _im2col
+from .kernels import pool2d as _pool
+from .kernels import softmax as _softmax
+
+__all__ = [
+    "im2col",
+    "col2im",
+    "conv2d",
+    "conv2d_backward_data",
+    "conv2d_backward_weight",
+    "conv2d_backward_bias",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "softmax",
+    "cross_entropy",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+]
+
+CROSS_ENTROPY_EPS = 1e-7
+
+
+def _stride_pad(op, stride, pad):
+    return ck.as_int(op, "stride", stride, 1), ck.as_int(op, "pad", pad, 0)
+
+
+def _images(op, name, x):
+    x = ck.as_array(op, name, x)
+    ck.check_ndim(op, name, x, 4, "(N, C, H, W)")
+    if x.shape[0] == 0:
+        raise ValueError(f"{op}: empty batch, {name} has shape {x.shape}")
+    ck.check_not_empty(op, name, x)
+    return x
+
+
+# --------------------------------------------------------------------------- im2col / col2im
+def im2col(x, FH, FW, stride=1, pad=0):
+    """Unfold image patches into rows, in the book's layout.
+
+    Parameters
+    ----------
+    x : array_like
+        Images.
+    FH, FW : int
+        Window height and width.
+    stride : int, default 1
+    pad : int, default 0
+        Zero padding on every side.
+
+    Returns
+    -------
+    ndarray
+        ``col[(n*OH + oy)*OW + ox, (c*FH + ky)*FW + kx]``, dtype of ``x`` (float32 stays float32).
+
+    Shape
+    -----
+    x: (N, C, H, W) -> (N*OH*OW, C*FH*FW).
+    """
+    op = "im2col"
+    x = _images(op, "x", x)
+    FH, FW = ck.as_int(op, "FH", FH, 1), ck.as_int(op, "FW", FW, 1)
+    stride, pad = _stride_pad(op, stride, pad)
+    N, C, H, W = x.shape
+    OH, OW = ck.window_output_size(op, (H, W), (FH, FW), stride, pad, "filter")
+    x = ck.as_float(x, ck.result_dtype(op, x=x))
+    out = np.empty((N * OH * OW, C * FH * FW), dtype=x.dtype)
+    _im2col.im2col_forward_kernel(x, FH, FW, stride, pad, out)
+    return out
+
+
+def col2im(col, input_shape, FH, FW, stride=1, pad=0):
+    """Fold patch rows back into images: the adjoint of :func:`im2col`.
+
+    Overlapping contributions are summed; the padding is cropped.
+
+    Parameters
+    ----------
+    col : array_like
+        Patch rows; any array with ``N*OH*OW*C*FH*FW`` elements (the book reshapes it).
+    input_shape : tuple of int
+        ``(N, C, H, W)`` of the images.
+    FH, FW, stride, pad : int
+        As for :func:`im2col`.
+
+    Shape
+    -----
+    col: (N*OH*OW, C*FH*FW) -> (N, C, H, W).
+    """
+    op = "col2im"
+    col = ck.as_array(op, "col", col)
+    N, C, H, W = ck.as_shape4(op, "input_shape", input_shape)
+    if N == 0 or C * H * W == 0:
+        raise ValueError(f"{op}: empty input_shape {input_shape}")
+    FH, FW = ck.as_int(op, "FH", FH, 1), ck.as_int(op, "FW", FW, 1)
+    stride, pad = _stride_pad(op, stride, pad)
+    OH, OW = ck.window_output_size(op, (H, W), (FH, FW), stride, pad, "filter")
+    rows, cols = N * OH * OW, C * FH * FW
+    if col.size != rows * cols:
+        raise ValueError(
+            f"{op}: col has shape {col.shape} ({col.size} elements); input_shape {input_shape} "
+            f"with a {FH}x{FW} filter, stride {stride}, pad {pad} needs ({rows}, {cols})"
+        )
+    col = ck.as_float(col, ck.result_dtype(op, col=col)).reshape(rows, cols)
+    out = np.empty((N, C, H, W), dtype=col.dtype)
+    _im2col.im2col_backward_kernel(col, FH, FW, stride, pad, out)
+    return out
+
+
+# --------------------------------------------------------------------------- convolution
+def _conv_filters(op, W, C):
+    W = ck.as_array(op, "W", W)
+    ck.check_ndim(op, "W", W, 4, "(FN, C, FH, FW)")
+    ck.check_not_empty(op, "W", W)
+    if W.shape[1] != C:
+        raise ValueError(
+            f"{op}: channel mismatch, input has C={C} but W has shape {W.shape} (C={W.shape[1]})"
+        )
+    return W
+
+
+def conv2d(x, W, b=None, stride=1, pad=0):
+    """2-D convolution (cross-correlation) with bias, as the book's ``Convolution.forward``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input images.
+    W : array_like
+        Filters.
+    b : array_like, optional
+        Bias, one per filter; zero when omitted.
+    stride : int, default 1
+    pad : int, default 0
+
+    Returns
+    -------
+    ndarray
+        C-contiguous output.
+
+    Shape
+    -----
+    x: (N, C, H, W), W: (FN, C, FH, FW), b: (FN,) -> (N, FN, OH, OW).
+    """
+    op = "conv2d"
+    x = _images(op, "x", x)
+    W = _conv_filters(op, W, x.shape[1])
+    FN, C, FH, FW = W.shape
+    if b is not None:
+        b = ck.as_array(op, "b", b)
+        if b.size != FN or b.ndim > 2:
+            raise ValueError(f"{op}: bias b must have {FN} elements (one per filter), got {b.shape}")
+    stride, pad = _stride_pad(op, stride, pad)
+    N, _, H, Wd = x.shape
+    OH, OW = ck.window_output_size(op, (H, Wd), (FH, FW), stride, pad, "filter")
+    dt = ck.result_dtype(op, x=x, W=W, b=b)
+    x, W = ck.as_float(x, dt), ck.as_float(W, dt)
+    b = np.zeros(FN, dtype=dt) if b is None else ck.as_float(b, dt).reshape(FN)
+    out = np.empty((N, FN, OH, OW), dtype=dt)
+    _conv.conv2d_forward_kernel(x, W, b, stride, pad, out)
+    return out
+
+
+def _check_dout(op, dout, N, FN, OH, OW, what):
+    dout = ck.as_array(op, "dout", dout)
+    if dout.shape != (N, FN, OH, OW):
+        raise ValueError(f"{op}: dout has shape {dout.shape}, expected {(N, FN, OH, OW)} ({what})")
+    return dout
+
+
+def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0):
+    """Gradient of :func:`conv2d` with respect to its input.
+
+    Shape
+    -----
+    dout: (N, FN, OH, OW), W: (FN, C, FH, FW), input_shape = (N, C, H, W) -> dx: (N, C, H, W).
+    """
+    op = "conv2d_backward_data"
+    N, C, H, Wd = ck.as_shape4(op, "input_shape", input_shape)
+    if N == 0 or C * H * Wd == 0:
+        raise ValueError(f"{op}: empty input_shape {input_shape}")
+    W = _conv_filters(op, W, C)
+    FN, _, FH, FW = W.shape
+    stride, pad = _stride_pad(op, stride, pad)
+    OH, OW = ck.window_output_size(op, (H, Wd), (FH, FW), stride, pad, "filter")
+    dout = _check_dout(op, dout, N, FN, OH, OW, f"input {input_shape}, W {W.shape}")
+    dt = ck.result_dtype(op, dout=dout, W=W)
+    out = np.empty((N, C, H, Wd), dtype=dt)
+    _conv.conv2d_backward_data_kernel(ck.as_float(dout, dt), ck.as_float(W, dt), stride, pad, out)
+    return out
+
+
+def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0):
+    """Gradient of :func:`conv2d` with respect to its filters.
+
+    Parameters
+    ----------
+    filter_size : tuple of int
+        ``(FH, FW)``, or the full filter shape ``(FN, C, FH, FW)``.
+
+    Shape
+    -----
+    x: (N, C, H, W), dout: (N, FN, OH, OW) -> dW: (FN, C, FH, FW).
+    """
+    op = "conv2d_backward_weight"
+    x = _images(op, "x", x)
+    fs = tuple(filter_size)
+    if len(fs) == 4:
+        fs = fs[2:]
+    if len(fs) != 2:
+        raise ValueError(f"{op}: filter_size must be (FH, FW) or (FN, C, FH, FW), got {filter_size}")
+    FH, FW = ck.as_int(op, "FH", fs[0], 1), ck.as_int(op, "FW", fs[1], 1)
+    stride, pad = _stride_pad(op, stride, pad)
+    N, C, H, Wd = x.shape
+    OH, OW = ck.window_output_size(op, (H, Wd), (FH, FW), stride, pad, "filter")
+    dout = ck.as_array(op, "dout", dout)
+    ck.check_ndim(op, "dout", dout, 4, "(N, FN, OH, OW)")
+    FN = dout.shape[1]
+    dout = _check_dout(op, dout, N, FN, OH, OW, f"x {x.shape}, filter {FH}x{FW}")
+    ck.check_not_empty(op, "dout", dout)
+    dt = ck.result_dtype(op, x=x, dout=dout)
+    out = np.empty((FN, C, FH, FW), dtype=dt)
+    _conv.conv2d_backward_weight_kernel(ck.as_float(x, dt), ck.as_float(dout, dt), stride, pad, out)
+    return out
+
+
+def conv2d_backward_bias(dout):
+    """Gradient of :func:`conv2d` with respect to its bias: ``dout`` summed over N, OH, OW.
+
+    Shape
+    -----
+    dout: (N, FN, OH, OW) -> db: (FN,).
+    """
+    op = "conv2d_backward_bias"
+    dout = _images(op, "dout", dout)
+    dt = ck.result_dtype(op, dout=dout)
+    out = np.empty(dout.shape[1], dtype=dt)
+    _conv.conv2d_backward_bias_kernel(ck.as_float(dout, dt), out)
+    return out
+
+
+# --------------------------------------------------------------------------- max pooling
+def _pool_params(op, pool_h, pool_w, stride, pad):
+    pool_h, pool_w = ck.as_int(op, "pool_h", pool_h, 1), ck.as_int(op, "pool_w", pool_w, 1)
+    stride, pad = _stride_pad(op, stride, pad)
+    if pad >= pool_h or pad >= pool_w:
+        raise ValueError(
+            f"{op}: pad {pad} must be smaller than the window {pool_h}x{pool_w} "
+            "(a window of padding only has no maximum)"
+        )
+    return pool_h, pool_w, stride, pad
+
+
+def _argmax_dtype(pool_h, pool_w):
+    return np.uint8 if pool_h * pool_w <= 256 else np.int32
+
+
+def max_pool2d(x, pool_h, pool_w, stride=2, pad=0, return_argmax=False):
+    """Max pooling; padded cells never win; ties go to the first maximum (row-major window).
+
+    Parameters
+    ----------
+    x : array_like
+        Input images.
+    pool_h, pool_w : int
+        Window size.
+    stride : int, default 2
+    pad : int, default 0
+        Must be smaller than the window.
+    return_argmax : bool, default False
+        Also return the window-local index ``ky*pool_w + kx`` of each maximum (``uint8`` for
+        windows up to 256 cells, else ``int32``), needed by :func:`max_pool2d_backward`.
+
+    Returns
+    -------
+    out : ndarray
+    argmax : ndarray, only if ``return_argmax``
+
+    Shape
+    -----
+    x: (N, C, H, W) -> out, argmax: (N, C, OH, OW).
+    """
+    op = "max_pool2d"
+    x = _images(op, "x", x)
+    pool_h, pool_w, stride, pad = _pool_params(op, pool_h, pool_w, stride, pad)
+    N, C, H, W = x.shape
+    OH, OW = ck.window_output_size(op, (H, W), (pool_h, pool_w), stride, pad, "window")
+    x = ck.as_float(x, ck.result_dtype(op, x=x))
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    argmax = np.empty((N, C, OH, OW), dtype=_argmax_dtype(pool_h, pool_w))
+    _pool.max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax)
+    return (out, argmax) if return_argmax else out
+
+
+def max_pool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride=2, pad=0):
+    """Gradient of :func:`max_pool2d`: each ``dout`` goes to its window's maximum.
+
+    Overlapping windows (stride < window) accumulate.
+
+    Shape
+    -----
+    dout, argmax: (N, C, OH, OW), input_shape = (N, C, H, W) -> dx: (N, C, H, W).
+    """
+    op = "max_pool2d_backward"
+    N, C, H, W = ck.as_shape4(op, "input_shape", input_shape)
+    if N == 0 or C * H * W == 0:
+        raise ValueError(f"{op}: empty input_shape {input_shape}")
+    pool_h, pool_w, stride, pad = _pool_params(op, pool_h, pool_w, stride, pad)
+    OH, OW = ck.window_output_size(op, (H, W), (pool_h, pool_w), stride, pad, "window")
+    dout = _check_dout(op, dout, N, C, OH, OW, f"input {input_shape}")
+    argmax = ck.as_array(op, "argmax", argmax)
+    if argmax.shape != dout.shape:
+        raise ValueError(f"{op}: argmax has shape {argmax.shape}, dout has {dout.shape}")
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"{op}: argmax must be integers, got dtype {argmax.dtype}")
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= pool_h * pool_w):
+        raise ValueError(f"{op}: argmax values must be in [0, {pool_h * pool_w})")
+    argmax = np.ascontiguousarray(argmax, dtype=_argmax_dtype(pool_h, pool_w))
+    dt = ck.result_dtype(op, dout=dout)
+    out = np.empty((N, C, H, W), dtype=dt)
+    _pool.max_pool2d_backward_kernel(ck.as_float(dout, dt), argmax, pool_h, pool_w, stride, pad, out)
+    return out
+
+
+# --------------------------------------------------------------------------- softmax / loss
+def softmax(x):
+    """Max-subtracted softmax over the last axis.
+
+    Shape
+    -----
+    x: (..., K) -> (..., K).
+    """
+    op = "softmax"
+    x = ck.as_array(op, "x", x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"{op}: x needs a non-empty last axis, got shape {x.shape}")
+    x = ck.as_float(x, ck.result_dtype(op, x=x))
+    out = np.empty_like(x)
+    if x.size:
+        K = x.shape[-1]
+        _softmax.softmax_forward_kernel(x.reshape(-1, K), out.reshape(-1, K))
+    return out
+
+
+def _logits_and_target(op, x, t):
+    """(x as (N, K) float, t as array, is_one_hot) with the book's one-hot rule."""
+    x = ck.as_array(op, "x", x)
+    t = ck.as_array(op, "t", t)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2:
+        raise ValueError(f"{op}: x must be (N, K) or (K,), got shape {x.shape}")
+    N, K = x.shape
+    if N == 0:
+        raise ValueError(f"{op}: empty batch, x has shape {x.shape}")
+    if K == 0:
+        raise ValueError(f"{op}: x has no classes, shape {x.shape}")
+    one_hot = t.size == x.size and not (K == 1 and t.dtype.kind in "iu" and t.ndim <= 1)
+    if one_hot:
+        if t.shape != x.shape:
+            t = t.reshape(x.shape)
+    elif t.ndim == 0 and N == 1:
+        t = t.reshape(1)
+    return x, t, one_hot
+
+
+def cross_entropy(y, t, eps=CROSS_ENTROPY_EPS):
+    """Mean cross-entropy ``-log(y[t] + eps)`` of probabilities (the book's
+    ``cross_entropy_error``).
+
+    ``t`` is one-hot when ``t.size == y.size`` (its argmax is the label, as in the book),
+    otherwise integer labels of shape ``(N,)`` or ``(N, 1)``.
+
+    Shape
+    -----
+    y: (N, K) or (K,), t: (N,) / (N, 1) / (N, K) -> scalar.
+    """
+    op = "cross_entropy"
+    y, t, one_hot = _logits_and_target(op, y, t)
+    dt = ck.result_dtype(op, y=y)
+    y = ck.as_float(y, dt)
+    N, K = y.shape
+    labels = np.argmax(t, axis=1) if one_hot else ck.as_labels(op, t, N, K)
+    return dt.type(-np.sum(np.log(y[np.arange(N), labels] + dt.type(eps))) / N)
+
+
+def softmax_cross_entropy(x, t, eps=CROSS_ENTROPY_EPS):
+    """Fused softmax + cross-entropy (the book's ``SoftmaxWithLoss.forward``) in one pass.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits.
+    t : array_like
+        Integer labels ``(N,)`` / ``(N, 1)``, or one-hot ``(N, K)`` (detected by
+        ``t.size == x.size``; its argmax is the label, as in the book).
+    eps : float, default 1e-7
+        ``> 0``: the book's ``-log(y[t] + eps)``. ``0``: the exact ``logsumexp(x) - x[t]``.
+
+    Returns
+    -------
+    loss : scalar of x's dtype
+        Mean over the batch.
+    y : ndarray
+        Softmax probabilities (for :func:`softmax_cross_entropy_backward`).
+
+    Shape
+    -----
+    x: (N, K) or (K,) -> loss: (), y: (N, K).
+    """
+    op = "softmax_cross_entropy"
+    x, t, one_hot = _logits_and_target(op, x, t)
+    eps = float(eps)
+    if not (eps >= 0):
+        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
+    dt = ck.result_dtype(op, x=x)
+    x = ck.as_float(x, dt)
+    N, K = x.shape
+    if one_hot:
+        ck.result_dtype(op, t=t)  # rejects complex/object targets
+        labels = np.ascontiguousarray(np.argmax(t, axis=1), dtype=np.intp)
+    else:
+        labels = ck.as_labels(op, t, N, K)
+    y = np.empty_like(x)
+    row_loss = np.empty(N, dtype=dt)
+    loss = _softmax.softmax_cross_entropy_forward_kernel(x, labels, dt.type(eps), y, row_loss)
+    return dt.type(loss), y
+
+
+def softmax_cross_entropy_backward(y, t):
+    """Gradient of the mean softmax cross-entropy: ``(y - t) / N``.
+
+    Parameters
+    ----------
+    y : array_like
+        Softmax probabilities from :func:`softmax_cross_entropy`.
+    t : array_like
+        The same target given to the forward pass (one-hot or labels).
+
+    Shape
+    -----
+    y: (N, K) -> dx: (N, K).
+    """
+    op = "softmax_cross_entropy_backward"
+    y, t, one_hot = _logits_and_target(op, y, t)
+    N, K = y.shape
+    out = np.empty(y.shape, dtype=ck.result_dtype(op, y=y))
+    y = ck.as_float(y, out.dtype)
+    if one_hot:
+        dt = np.result_type(out.dtype, ck.result_dtype(op, t=t))
+        if dt != out.dtype:  # float32 y with a float64 one-hot target: NumPy promotion
+            out = np.empty(y.shape, dtype=dt)
+            y = ck.as_float(y, dt)
+        _softmax.softmax_cross_entropy_backward_dense_kernel(y, ck.as_float(t, dt), out)
+    else:
+        _softmax.softmax_cross_entropy_backward_kernel(y, ck.as_labels(op, t, N, K), out)
+    return out
+
+
+# --------------------------------------------------------------------------- element-wise
+def _flat_float(op, name, x):
+    x = ck.as_array(op, name, x)
+    return ck.as_float(x, ck.result_dtype(op, **{name: x}))
+
+
+def relu(x):
+    """ReLU with the book's mask.
+
+    Returns
+    -------
+    out : ndarray
+        ``0`` where ``x <= 0``, else ``x`` (NaN passes through).
+    mask : ndarray of bool
+        ``x <= 0``.
+
+    Shape
+    -----
+    x: any -> out, mask: same shape.
+    """
+    x = _flat_float("relu", "x", x)
+    out = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=np.bool_)
+    _ew.relu_forward_kernel(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
+    return out, mask
+
+
+def relu_backward(dout, mask):
+    """Zero ``dout`` where ``mask`` is set, **in place**, and return ``dout`` (the book's
+    ``Relu.backward``).
+
+    Shape
+    -----
+    dout, mask: same shape.
+    """
+    op = "relu_backward"
+    if not isinstance(dout, np.ndarray):
+        raise TypeError(f"{op}: dout must be a NumPy array (it is modified in place)")
+    mask = ck.as_array(op, "mask", mask)
+    if mask.shape != dout.shape:
+        raise ValueError(f"{op}: dout has shape {dout.shape}, mask has {mask.shape}")
+    if not dout.flags.writeable:
+        raise ValueError(f"{op}: dout is read-only; the book's Relu.backward writes into it")
+    if dout.flags.c_contiguous and dout.dtype in ck._FLOATS and mask.dtype == np.bool_:
+        _ew.relu_backward_kernel(dout.reshape(-1), np.ascontiguousarray(mask).reshape(-1))
+    else:
+        ck.result_dtype(op, dout=dout)
+        dout[mask.astype(bool, copy=False)] = 0
+    return dout
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))``.
+
+    Shape
+    -----
+    x: any -> same shape.
+    """
+    x = _flat_float("sigmoid", "x", x)
+    out = np.empty_like(x)
+    _ew.sigmoid_forward_kernel(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def sigmoid_backward(dout, y):
+    """``dout * (1 - y) * y`` with ``y`` the output of :func:`sigmoid`.
+
+    Shape
+    -----
+    dout, y: same shape -> same shape.
+    """
+    op = "sigmoid_backward"
+    dout, y = ck.as_array(op, "dout", dout), ck.as_array(op, "y", y)
+    if dout.shape != y.shape:
+        raise ValueError(f"{op}: dout has shape {dout.shape}, y has {y.shape}")
+    dt = ck.result_dtype(op, dout=dout, y=y)
+    out = np.empty(y.shape, dtype=dt)
+    _ew.sigmoid_backward_kernel(
+        ck.as_float(dout, dt).reshape(-1), ck.as_float(y, dt).reshape(-1), out.reshape(-1)
+    )
+    return out
