@@ -46,8 +46,8 @@ def result_dtype(op: str, **arrays: np.ndarray) -> np.dtype:
 
 
 def as_float(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous array of ``dtype``; no copy when ``a`` already is one."""
-    return np.ascontiguousarray(a, dtype=dtype)
+    """C-contiguous array of ``dtype``; no copy when ``a`` already is one (0-d stays 0-d)."""
+    return np.asarray(a, dtype=dtype, order="C")
 
 
 def check_ndim(op: str, name: str, a: np.ndarray, ndim: int, layout: str) -> None:

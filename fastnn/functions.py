@@ -50,7 +50,7 @@ def _float_array(op, name, x):
 
 def _unwrap(out, x):
     """NumPy scalar for scalar input, as the book's ufunc expressions return."""
-    return out[()] if np.ndim(x) == 0 else out
+    return out.reshape(())[()] if np.ndim(x) == 0 else out
 
 
 def identity_function(x):
