@@ -55,9 +55,10 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         x = rng.standard_normal((2, 2, 5, 5)).astype(dt)
         W = rng.standard_normal((3, 2, 3, 3)).astype(dt)
         b = np.zeros(3, dt)
-        out = F.conv2d(x, W, b, 1, 1)
-        F.conv2d_backward_data(out, W, x.shape, 1, 1)
-        F.conv2d_backward_weight(x, out, W.shape, 1, 1)
+        for algorithm in ("direct", "gemm"):
+            out = F.conv2d(x, W, b, 1, 1, algorithm)
+            F.conv2d_backward_data(out, W, x.shape, 1, 1, algorithm)
+            F.conv2d_backward_weight(x, out, W.shape, 1, 1, algorithm)
         F.conv2d_backward_bias(out)
         col = F.im2col(x, 3, 3, 1, 1)
         F.col2im(col, x.shape, 3, 3, 1, 1)

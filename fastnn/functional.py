@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks as ck
+from ._blas import single_threaded_blas
 from .kernels import conv2d as _conv
+from .kernels import conv2d_gemm as _gemm
 from .kernels import elementwise as _ew
 from .kernels import im2col as _im2col
 from .kernels import pool2d as _pool
@@ -31,6 +33,7 @@ __all__ = [
     "conv2d_backward_data",
     "conv2d_backward_weight",
     "conv2d_backward_bias",
+    "choose_conv_algorithm",
     "max_pool2d",
     "max_pool2d_backward",
     "softmax",
@@ -44,6 +47,11 @@ __all__ = [
 ]
 
 CROSS_ENTROPY_EPS = 1e-7
+
+#: Convolution algorithms: "direct" loops, or "gemm" (per-image panels + BLAS), or "auto".
+CONV_ALGORITHMS = ("auto", "direct", "gemm")
+#: "auto" picks "gemm" from this many multiply-adds per pass on (see choose_conv_algorithm).
+CONV_GEMM_MIN_MACS = 2_000_000
 
 
 def _stride_pad(op, stride, pad):
@@ -144,7 +152,33 @@ def _conv_filters(op, W, C):
     return W
 
 
-def conv2d(x, W, b=None, stride=1, pad=0):
+def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0):
+    """The algorithm ``algorithm="auto"`` uses for a convolution of these shapes.
+
+    ``"gemm"`` (per-image panels, single-threaded BLAS per worker) wins from a few million
+    multiply-adds on; below that, calling BLAS costs more than the direct loops.
+
+    Shape
+    -----
+    x_shape: (N, C, H, W), W_shape: (FN, C, FH, FW).
+    """
+    N, C, H, Wd = x_shape
+    FN, _, FH, FW = W_shape
+    OH = (H + 2 * pad - FH) // stride + 1
+    OW = (Wd + 2 * pad - FW) // stride + 1
+    macs = N * FN * OH * OW * C * FH * FW
+    return "gemm" if macs >= CONV_GEMM_MIN_MACS else "direct"
+
+
+def _algorithm(op, algorithm, x_shape, W_shape, stride, pad):
+    if algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"{op}: algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "auto":
+        return choose_conv_algorithm(x_shape, W_shape, stride, pad)
+    return algorithm
+
+
+def conv2d(x, W, b=None, stride=1, pad=0, algorithm="auto"):
     """2-D convolution (cross-correlation) with bias, as the book's ``Convolution.forward``.
 
     Parameters
@@ -157,6 +191,8 @@ def conv2d(x, W, b=None, stride=1, pad=0):
         Bias, one per filter; zero when omitted.
     stride : int, default 1
     pad : int, default 0
+    algorithm : {"auto", "direct", "gemm"}, default "auto"
+        See :func:`choose_conv_algorithm`.
 
     Returns
     -------
@@ -182,7 +218,11 @@ def conv2d(x, W, b=None, stride=1, pad=0):
     x, W = ck.as_float(x, dt), ck.as_float(W, dt)
     b = np.zeros(FN, dtype=dt) if b is None else ck.as_float(b, dt).reshape(FN)
     out = np.empty((N, FN, OH, OW), dtype=dt)
-    _conv.conv2d_forward_kernel(x, W, b, stride, pad, out)
+    if _algorithm(op, algorithm, x.shape, W.shape, stride, pad) == "gemm":
+        with single_threaded_blas():
+            _gemm.conv2d_gemm_forward_kernel(x, W, b, stride, pad, out)
+    else:
+        _conv.conv2d_forward_kernel(x, W, b, stride, pad, out)
     return out
 
 
@@ -193,8 +233,10 @@ def _check_dout(op, dout, N, FN, OH, OW, what):
     return dout
 
 
-def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0):
+def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0, algorithm="auto"):
     """Gradient of :func:`conv2d` with respect to its input.
+
+    ``algorithm`` as for :func:`conv2d`.
 
     Shape
     -----
@@ -211,17 +253,24 @@ def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0):
     dout = _check_dout(op, dout, N, FN, OH, OW, f"input {input_shape}, W {W.shape}")
     dt = ck.result_dtype(op, dout=dout, W=W)
     out = np.empty((N, C, H, Wd), dtype=dt)
-    _conv.conv2d_backward_data_kernel(ck.as_float(dout, dt), ck.as_float(W, dt), stride, pad, out)
+    dout, W = ck.as_float(dout, dt), ck.as_float(W, dt)
+    if _algorithm(op, algorithm, out.shape, W.shape, stride, pad) == "gemm":
+        with single_threaded_blas():
+            _gemm.conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out)
+    else:
+        _conv.conv2d_backward_data_kernel(dout, W, stride, pad, out)
     return out
 
 
-def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0):
+def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0, algorithm="auto"):
     """Gradient of :func:`conv2d` with respect to its filters.
 
     Parameters
     ----------
     filter_size : tuple of int
         ``(FH, FW)``, or the full filter shape ``(FN, C, FH, FW)``.
+    algorithm : {"auto", "direct", "gemm"}
+        As for :func:`conv2d`.
 
     Shape
     -----
@@ -245,7 +294,12 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0):
     ck.check_not_empty(op, "dout", dout)
     dt = ck.result_dtype(op, x=x, dout=dout)
     out = np.empty((FN, C, FH, FW), dtype=dt)
-    _conv.conv2d_backward_weight_kernel(ck.as_float(x, dt), ck.as_float(dout, dt), stride, pad, out)
+    x, dout = ck.as_float(x, dt), ck.as_float(dout, dt)
+    if _algorithm(op, algorithm, x.shape, out.shape, stride, pad) == "gemm":
+        with single_threaded_blas():
+            _gemm.conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out)
+    else:
+        _conv.conv2d_backward_weight_kernel(x, dout, stride, pad, out)
     return out
 
 

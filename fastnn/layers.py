@@ -228,29 +228,34 @@ class Convolution:
     b : ndarray
         Bias ``(FN,)``; kept by reference.
     stride, pad : int
+    algorithm : {"auto", "direct", "gemm"}, default "auto"
+        fastnn addition: force one convolution algorithm (see
+        :func:`fastnn.functional.choose_conv_algorithm`).
 
     Shape
     -----
     x: (N, C, H, W) -> (N, FN, OH, OW), ``OH = (H + 2*pad - FH)//stride + 1``.
     """
 
-    def __init__(self, W, b, stride=1, pad=0):
+    def __init__(self, W, b, stride=1, pad=0, algorithm="auto"):
         self.W = W
         self.b = b
         self.stride = stride
         self.pad = pad
+        self.algorithm = algorithm
         self.x = None
         self.dW = None
         self.db = None
 
     def forward(self, x):
         self.x = x
-        return F.conv2d(x, self.W, self.b, self.stride, self.pad)
+        return F.conv2d(x, self.W, self.b, self.stride, self.pad, self.algorithm)
 
     def backward(self, dout):
+        s, p, alg = self.stride, self.pad, self.algorithm
         self.db = F.conv2d_backward_bias(dout)
-        self.dW = F.conv2d_backward_weight(self.x, dout, self.W.shape, self.stride, self.pad)
-        return F.conv2d_backward_data(dout, self.W, self.x.shape, self.stride, self.pad)
+        self.dW = F.conv2d_backward_weight(self.x, dout, self.W.shape, s, p, alg)
+        return F.conv2d_backward_data(dout, self.W, self.x.shape, s, p, alg)
 
 
 class Pooling:

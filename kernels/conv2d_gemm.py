@@ -1,0 +1,228 @@
+"""Convolution as per-image panels + single-threaded BLAS GEMMs inside ``prange``.
+
+Layout ("panel"): for image ``n`` the matrix ``P`` has one row per tap ``(c, ky, kx)``
+(``K = C*FH*FW`` rows) and one column per output pixel. Then
+
+* forward:        ``out[n] (FN, cols) = Wm (FN, K) @ P``
+* weight grad:    ``dW (FN, K) += dout[n] (FN, cols) @ P.T``
+* data grad:      ``dP (K, cols) = Wm.T @ dout[n]``, then folded back (col2im) into ``dx[n]``
+
+For stride 1 the panel is "wide": column ``j = oy*Wp + ox`` runs over the padded width ``Wp``
+(``ox`` up to ``Wp - 1``), so every panel row is one contiguous slice of the zero-padded image
+and building it is a memcpy per row. The extra ``Wp - OW`` columns per output row are computed
+and dropped (forward), or multiplied by zeros (backward). For other strides the panel has exactly
+``OH*OW`` columns and is gathered.
+
+Parallelism: the batch is split into ``groups`` of ``nb`` images (one GEMM per group: ``nb``
+panels side by side, sized to stay in cache), and groups are dealt round-robin to ``slots``
+(``prange`` iterations). Each slot owns its scratch buffers and, for the weight gradient, its
+own partial sum; partial sums are added in slot order afterwards. The grouping and the slot count
+depend only on the shapes, never on the thread count, so results are identical at any number of
+threads. The BLAS called by ``np.dot`` must run single-threaded meanwhile (the caller limits it).
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _geometry(H, W, FH, FW, stride, pad):
+    """``(OH, OW, Hp, Wp, RW, L)``: output size, padded size, panel row width and length."""
+    OH = (H + 2 * pad - FH) // stride + 1
+    OW = (W + 2 * pad - FW) // stride + 1
+    Hp = H + 2 * pad
+    Wp = W + 2 * pad
+    if stride == 1:
+        RW = Wp  # wide panel: columns oy*Wp + ox
+    else:
+        RW = OW
+    return OH, OW, Hp, Wp, RW, OH * RW
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fill_panel(x, n, FH, FW, stride, pad, xpad, panel, col0):
+    """Write image ``n``'s panel into ``panel[:, col0:col0 + L]``.
+
+    ``xpad`` is scratch of shape ``(C, Hp*Wp + FW)`` whose padding border is already zero.
+    """
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    OH, OW, Hp, Wp, RW, L = _geometry(H, W, FH, FW, stride, pad)
+    for c in range(C):
+        xc = xpad[c]
+        for iy in range(H):
+            base = (iy + pad) * Wp + pad
+            src = x[n, c, iy]
+            for ix in range(W):
+                xc[base + ix] = src[ix]
+    for c in range(C):
+        xc = xpad[c]
+        for ky in range(FH):
+            for kx in range(FW):
+                r = (c * FH + ky) * FW + kx
+                prow = panel[r]
+                if stride == 1:
+                    s0 = ky * Wp + kx
+                    for j in range(L):
+                        prow[col0 + j] = xc[s0 + j]
+                else:
+                    for oy in range(OH):
+                        s0 = (oy * stride + ky) * Wp + kx
+                        d0 = col0 + oy * OW
+                        for ox in range(OW):
+                            prow[d0 + ox] = xc[s0 + ox * stride]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _plan(N, K, L, itemsize):
+    """Images per GEMM (panel ~ 512 KiB, at most N), group count and slot count."""
+    target = 512 * 1024
+    nb = target // max(1, K * L * itemsize)
+    nb = max(1, min(N, nb))
+    groups = (N + nb - 1) // nb
+    slots = min(groups, 8)
+    return nb, groups, slots
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def conv2d_gemm_forward_kernel(x, W, b, stride, pad, out):
+    """``out = conv2d(x, W) + b`` via panels and GEMM.
+
+    Shape
+    -----
+    x: (N, C, H, W), W: (FN, C, FH, FW), b: (FN,), out: (N, FN, OH, OW); all C-contiguous.
+    """
+    N, C, H, Wd = x.shape
+    FN, _, FH, FW = W.shape
+    OH, OW, Hp, Wp, RW, L = _geometry(H, Wd, FH, FW, stride, pad)
+    K = C * FH * FW
+    Wm = W.reshape(FN, K)
+    nb, groups, slots = _plan(N, K, L, x.itemsize)
+    for s in prange(slots):
+        xpad = np.zeros((C, Hp * Wp + FW), dtype=x.dtype)
+        panel = np.empty((K, nb * L), dtype=x.dtype)
+        res = np.empty((FN, nb * L), dtype=x.dtype)
+        for g in range(s, groups, slots):
+            n0 = g * nb
+            m = min(nb, N - n0)
+            for i in range(m):
+                _fill_panel(x, n0 + i, FH, FW, stride, pad, xpad, panel, i * L)
+            # a short last group multiplies stale columns too; their results are not read
+            np.dot(Wm, panel, res)
+            for i in range(m):
+                for f in range(FN):
+                    bf = b[f]
+                    rrow = res[f]
+                    for oy in range(OH):
+                        d = out[n0 + i, f, oy]
+                        r0 = i * L + oy * RW
+                        for ox in range(OW):
+                            d[ox] = rrow[r0 + ox] + bf
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out):
+    """Filter gradient ``out = sum_n dout[n] @ P_n.T`` (reshaped to ``(FN, C, FH, FW)``).
+
+    Shape
+    -----
+    x: (N, C, H, W), dout: (N, FN, OH, OW), out: (FN, C, FH, FW); all C-contiguous.
+    """
+    N, C, H, Wd = x.shape
+    FN, _, FH, FW = out.shape
+    OH, OW, Hp, Wp, RW, L = _geometry(H, Wd, FH, FW, stride, pad)
+    K = C * FH * FW
+    nb, groups, slots = _plan(N, K, L, x.itemsize)
+    partial = np.zeros((slots, FN, K), dtype=out.dtype)
+    for s in prange(slots):
+        xpad = np.zeros((C, Hp * Wp + FW), dtype=x.dtype)
+        panel = np.empty((K, nb * L), dtype=x.dtype)
+        dw = np.zeros((FN, nb * L), dtype=x.dtype)  # wide dout; extra columns stay zero
+        tmp = np.empty((FN, K), dtype=x.dtype)
+        acc = partial[s]
+        for g in range(s, groups, slots):
+            n0 = g * nb
+            m = min(nb, N - n0)
+            for i in range(m):
+                _fill_panel(x, n0 + i, FH, FW, stride, pad, xpad, panel, i * L)
+                for f in range(FN):
+                    drow = dw[f]
+                    for oy in range(OH):
+                        src = dout[n0 + i, f, oy]
+                        r0 = i * L + oy * RW
+                        for ox in range(OW):
+                            drow[r0 + ox] = src[ox]
+            if m < nb:  # short last group: unused columns must contribute exactly zero
+                panel[:, m * L :] = 0
+                dw[:, m * L :] = 0
+            np.dot(dw, panel.T, tmp)
+            for f in range(FN):
+                for k in range(K):
+                    acc[f, k] += tmp[f, k]
+    om = out.reshape(FN, K)
+    for f in range(FN):
+        for k in range(K):
+            v = partial[0, f, k]
+            for s in range(1, slots):
+                v += partial[s, f, k]
+            om[f, k] = v
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out):
+    """Input gradient: ``dP = Wm.T @ dout[n]`` folded back into ``out[n]`` (col2im).
+
+    Shape
+    -----
+    dout: (N, FN, OH, OW), W: (FN, C, FH, FW), out: (N, C, H, W); all C-contiguous.
+    """
+    N, C, H, Wd = out.shape
+    FN, _, FH, FW = W.shape
+    OH, OW, Hp, Wp, RW, L = _geometry(H, Wd, FH, FW, stride, pad)
+    K = C * FH * FW
+    WmT = W.reshape(FN, K).T
+    nb, groups, slots = _plan(N, K, L, out.itemsize)
+    zero = out.dtype.type(0)
+    for s in prange(slots):
+        dw = np.zeros((FN, nb * L), dtype=out.dtype)
+        dpanel = np.empty((K, nb * L), dtype=out.dtype)
+        xpad = np.empty((C, Hp * Wp + FW), dtype=out.dtype)
+        for g in range(s, groups, slots):
+            n0 = g * nb
+            m = min(nb, N - n0)
+            for i in range(m):
+                for f in range(FN):
+                    drow = dw[f]
+                    for oy in range(OH):
+                        src = dout[n0 + i, f, oy]
+                        r0 = i * L + oy * RW
+                        for ox in range(OW):
+                            drow[r0 + ox] = src[ox]
+            # a short last group computes stale columns too; they are not folded back
+            np.dot(WmT, dw, dpanel)
+            for i in range(m):
+                n = n0 + i
+                for c in range(C):
+                    xc = xpad[c]
+                    for j in range(xc.shape[0]):
+                        xc[j] = zero
+                    for ky in range(FH):
+                        for kx in range(FW):
+                            prow = dpanel[(c * FH + ky) * FW + kx]
+                            if stride == 1:
+                                s0 = ky * Wp + kx
+                                c0 = i * L
+                                for j in range(L):
+                                    xc[s0 + j] += prow[c0 + j]
+                            else:
+                                for oy in range(OH):
+                                    s0 = (oy * stride + ky) * Wp + kx
+                                    c0 = i * L + oy * OW
+                                    for ox in range(OW):
+                                        xc[s0 + ox * stride] += prow[c0 + ox]
+                    for iy in range(H):
+                        base = (iy + pad) * Wp + pad
+                        dst = out[n, c, iy]
+                        for ix in range(Wd):
+                            dst[ix] = xc[base + ix]
