@@ -67,8 +67,9 @@ def test_two_python_threads_at_once():
         try:
             fastnn.set_num_threads(nthreads)  # per-thread setting, inside the thread
             for _ in range(30):
-                out = F.conv2d(x, W, b, 1, 1)
-                np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+                for algorithm in ("direct", "gemm"):
+                    out = F.conv2d(x, W, b, 1, 1, algorithm)
+                    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
                 F.max_pool2d(x, 2, 2)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -82,18 +83,42 @@ def test_two_python_threads_at_once():
     assert not errors, errors
 
 
-def _child_conv(_):
+def _child_conv(algorithm):
     x, W, b = _conv_case()
-    return float(F.conv2d(x, W, b, 1, 1).sum())
+    return float(F.conv2d(x, W, b, 1, 1, algorithm).sum())
 
 
 def test_fork_after_parallel_call():
     x, W, b = _conv_case()
-    expected = float(F.conv2d(x, W, b, 1, 1).sum())  # parent runs a parallel kernel first
+    # the parent runs parallel kernels (and BLAS inside them) before forking
+    expected = [float(F.conv2d(x, W, b, 1, 1, a).sum()) for a in ("direct", "gemm")]
     ctx = mp.get_context("fork")
     with ctx.Pool(2) as pool:
-        res = pool.map_async(_child_conv, range(2)).get(timeout=120)
-    assert res == [expected, expected]
+        res = pool.map_async(_child_conv, ["direct", "gemm"]).get(timeout=120)
+    assert res == expected
+
+
+def test_blas_limit_is_restored_after_threads():
+    """Two threads in the GEMM path at once: BLAS gets its original thread count back."""
+    from threadpoolctl import threadpool_info
+
+    from fastnn import _blas
+
+    _blas._get_controller()
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    x, W, b = _conv_case()
+
+    def work():
+        for _ in range(20):
+            F.conv2d(x, W, b, 1, 1, "gemm")
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert after == before
 
 
 def test_same_result_one_and_max_threads():
@@ -121,6 +146,9 @@ def test_sixteen_threads_subprocess():
             out = F.conv2d(x, W, b, 2, 1)
             res = [out, F.conv2d_backward_data(out, W, x.shape, 2, 1),
                    F.conv2d_backward_weight(x, out, W.shape, 2, 1), F.conv2d_backward_bias(out),
+                   F.conv2d(x, W, b, 1, 1, "gemm"), F.conv2d(x, W, b, 2, 1, "gemm"),
+                   F.conv2d_backward_data(out, W, x.shape, 2, 1, "gemm"),
+                   F.conv2d_backward_weight(x, out, W.shape, 2, 1, "gemm"),
                    F.im2col(x, 3, 3, 1, 2), F.col2im(F.im2col(x, 3, 3, 1, 2), x.shape, 3, 3, 1, 2)]
             p, a = F.max_pool2d(x, 3, 3, 2, 1, return_argmax=True)
             res += [p, F.max_pool2d_backward(p, a, x.shape, 3, 3, 2, 1)]
