@@ -16,7 +16,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _dtype_of(op: str, name: str, a: np.ndarray) -> np.dtype:
     """The float dtype ``a`` computes in: float32/float64 as is, ints and bools as float64."""
-    dt = a.dtype
+    dt = a.dtype if a.dtype.isnative else a.dtype.newbyteorder("=")
     if dt in _FLOATS:
         return dt
     if dt.kind in "iub":
@@ -46,8 +46,12 @@ def result_dtype(op: str, **arrays: np.ndarray) -> np.dtype:
 
 
 def as_float(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous array of ``dtype``; no copy when ``a`` already is one (0-d stays 0-d)."""
-    return np.asarray(a, dtype=dtype, order="C")
+    """Writable C-contiguous array of ``dtype``; no copy when ``a`` already is one (0-d stays
+    0-d). Read-only inputs are copied, so kernels compile one signature per dtype only."""
+    out = np.asarray(a, dtype=dtype, order="C")
+    if not out.flags.writeable:
+        out = out.copy()
+    return out
 
 
 def check_ndim(op: str, name: str, a: np.ndarray, ndim: int, layout: str) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "cross_entropy",
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_with_grad",
     "relu",
     "relu_backward",
     "sigmoid",
@@ -279,6 +280,7 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0, algorithm="aut
     op = "conv2d_backward_weight"
     x = _images(op, "x", x)
     fs = tuple(filter_size)
+    full = fs if len(fs) == 4 else None
     if len(fs) == 4:
         fs = fs[2:]
     if len(fs) != 2:
@@ -290,6 +292,11 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0, algorithm="aut
     dout = ck.as_array(op, "dout", dout)
     ck.check_ndim(op, "dout", dout, 4, "(N, FN, OH, OW)")
     FN = dout.shape[1]
+    if full is not None and (full[0] != FN or full[1] != C):
+        raise ValueError(
+            f"{op}: filter shape {tuple(full)} does not match dout {dout.shape} (FN={FN}) and "
+            f"x {x.shape} (C={C})"
+        )
     dout = _check_dout(op, dout, N, FN, OH, OW, f"x {x.shape}, filter {FH}x{FW}")
     ck.check_not_empty(op, "dout", dout)
     dt = ck.result_dtype(op, x=x, dout=dout)
@@ -392,12 +399,21 @@ def max_pool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride=2, pad
         raise ValueError(f"{op}: argmax has shape {argmax.shape}, dout has {dout.shape}")
     if argmax.dtype.kind not in "iu":
         raise TypeError(f"{op}: argmax must be integers, got dtype {argmax.dtype}")
-    if argmax.size and (argmax.min() < 0 or argmax.max() >= pool_h * pool_w):
-        raise ValueError(f"{op}: argmax values must be in [0, {pool_h * pool_w})")
+    if argmax.dtype != _argmax_dtype(pool_h, pool_w):  # range-check before the narrowing cast
+        if argmax.size and (argmax.min() < 0 or argmax.max() >= pool_h * pool_w):
+            raise ValueError(f"{op}: argmax values must be in [0, {pool_h * pool_w})")
     argmax = np.ascontiguousarray(argmax, dtype=_argmax_dtype(pool_h, pool_w))
     dt = ck.result_dtype(op, dout=dout)
     out = np.empty((N, C, H, W), dtype=dt)
-    _pool.max_pool2d_backward_kernel(ck.as_float(dout, dt), argmax, pool_h, pool_w, stride, pad, out)
+    bad = np.empty(N * C, dtype=np.intp)
+    _pool.max_pool2d_backward_kernel(
+        ck.as_float(dout, dt), argmax, pool_h, pool_w, stride, pad, out, bad
+    )
+    if bad.any():
+        raise ValueError(
+            f"{op}: {int(bad.sum())} argmax entries point into the padding or past the edge of "
+            f"the input {input_shape}; pass the argmax returned by max_pool2d for this input"
+        )
     return out
 
 
@@ -434,7 +450,7 @@ def _logits_and_target(op, x, t):
         raise ValueError(f"{op}: empty batch, x has shape {x.shape}")
     if K == 0:
         raise ValueError(f"{op}: x has no classes, shape {x.shape}")
-    one_hot = t.size == x.size and not (K == 1 and t.dtype.kind in "iu" and t.ndim <= 1)
+    one_hot = t.size == x.size  # the book's rule (also for K == 1)
     if one_hot:
         if t.shape != x.shape:
             t = t.reshape(x.shape)
@@ -463,6 +479,28 @@ def cross_entropy(y, t, eps=CROSS_ENTROPY_EPS):
     return dt.type(-np.sum(np.log(y[np.arange(N), labels] + dt.type(eps))) / N)
 
 
+def _loss_inputs(op, x, t, eps):
+    """Validated ``(x, labels, dense_t, dtype, eps)`` for the softmax-cross-entropy kernels.
+
+    As in the book, softmax and loss are computed in the logits' dtype ``dtype``; ``dense_t``
+    is the one-hot/soft target as an ``(N, K)`` float array in its own dtype (the gradient
+    ``y - t`` follows NumPy promotion), or an empty ``(0, K)`` array for integer labels.
+    """
+    x, t, one_hot = _logits_and_target(op, x, t)
+    eps = float(eps)
+    if not (eps >= 0):
+        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
+    N, K = x.shape
+    dt = ck.result_dtype(op, x=x)
+    if one_hot:
+        dense = ck.as_float(t, ck.result_dtype(op, t=t))
+        labels = np.ascontiguousarray(np.argmax(dense, axis=1), dtype=np.intp)
+    else:
+        labels = ck.as_labels(op, t, N, K)
+        dense = np.empty((0, K), dtype=dt)
+    return ck.as_float(x, dt), labels, dense, dt, eps
+
+
 def softmax_cross_entropy(x, t, eps=CROSS_ENTROPY_EPS):
     """Fused softmax + cross-entropy (the book's ``SoftmaxWithLoss.forward``) in one pass.
 
@@ -478,7 +516,7 @@ def softmax_cross_entropy(x, t, eps=CROSS_ENTROPY_EPS):
 
     Returns
     -------
-    loss : scalar of x's dtype
+    loss : scalar of the compute dtype
         Mean over the batch.
     y : ndarray
         Softmax probabilities (for :func:`softmax_cross_entropy_backward`).
@@ -487,23 +525,40 @@ def softmax_cross_entropy(x, t, eps=CROSS_ENTROPY_EPS):
     -----
     x: (N, K) or (K,) -> loss: (), y: (N, K).
     """
-    op = "softmax_cross_entropy"
-    x, t, one_hot = _logits_and_target(op, x, t)
-    eps = float(eps)
-    if not (eps >= 0):
-        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
-    dt = ck.result_dtype(op, x=x)
-    x = ck.as_float(x, dt)
-    N, K = x.shape
-    if one_hot:
-        ck.result_dtype(op, t=t)  # rejects complex/object targets
-        labels = np.ascontiguousarray(np.argmax(t, axis=1), dtype=np.intp)
-    else:
-        labels = ck.as_labels(op, t, N, K)
+    x, labels, dense, dt, eps = _loss_inputs("softmax_cross_entropy", x, t, eps)
     y = np.empty_like(x)
-    row_loss = np.empty(N, dtype=dt)
+    row_loss = np.empty(x.shape[0], dtype=dt)
     loss = _softmax.softmax_cross_entropy_forward_kernel(x, labels, dt.type(eps), y, row_loss)
     return dt.type(loss), y
+
+
+def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
+    """Mean softmax cross-entropy and its gradient ``(softmax(x) - t) / N`` from one pass.
+
+    Same arguments as :func:`softmax_cross_entropy`; the probabilities are never stored, which
+    halves the memory traffic of forward + backward. :class:`fastnn.layers.SoftmaxWithLoss`
+    uses it.
+
+    Returns
+    -------
+    loss : scalar
+    dx : ndarray
+
+    Shape
+    -----
+    x: (N, K) or (K,) -> loss: (), dx: (N, K).
+    """
+    x, labels, dense, dt, eps = _loss_inputs("softmax_cross_entropy_with_grad", x, t, eps)
+    row_loss = np.empty(x.shape[0], dtype=dt)
+    if dense.dtype != dt:  # float32 logits, float64 target: the gradient is float64 (book)
+        y = np.empty_like(x)
+        loss = _softmax.softmax_cross_entropy_forward_kernel(x, labels, dt.type(eps), y, row_loss)
+        dx = np.empty(x.shape, dtype=dense.dtype)
+        _softmax.softmax_cross_entropy_backward_dense_kernel(y.astype(dense.dtype), dense, dx)
+        return dt.type(loss), dx
+    dx = np.empty_like(x)
+    loss = _softmax.softmax_cross_entropy_fused_kernel(x, labels, dense, dt.type(eps), dx, row_loss)
+    return dt.type(loss), dx
 
 
 def softmax_cross_entropy_backward(y, t):

@@ -108,23 +108,42 @@ class SoftmaxWithLoss:
     Notes
     -----
     ``t`` may be one-hot (``t.size == y.size``) or integer labels ``(N,)`` / ``(N, 1)``.
-    ``backward`` ignores ``dout`` and returns ``(y - t) / N``, as in the book.
+    ``backward`` ignores ``dout`` and returns ``(y - t) / N``, as in the book. The forward pass
+    computes the loss and the gradient together (one read of ``x``); the probabilities ``y`` are
+    computed only when the attribute is read.
     """
 
     def __init__(self, eps=CROSS_ENTROPY_EPS):
         self.eps = eps
         self.loss = None
-        self.y = None
         self.t = None
+        self._x = None
+        self._y = None
+        self._dx = None
+
+    @property
+    def y(self):
+        """Softmax probabilities of the last forward input (computed on first access)."""
+        if self._y is None and self._x is not None:
+            self._y = F.softmax(self._x)
+        return self._y
+
+    @y.setter
+    def y(self, value):
+        self._y = value
 
     def forward(self, x, t):
         self.t = t
-        self.loss, self.y = F.softmax_cross_entropy(x, t, self.eps)
+        self._x = x
+        self._y = None
+        self.loss, self._dx = F.softmax_cross_entropy_with_grad(x, t, self.eps)
         return self.loss
 
     def backward(self, dout=1):
-        dx = F.softmax_cross_entropy_backward(self.y, self.t)
-        return dx.reshape(self.y.shape)
+        dx, self._dx = self._dx, None
+        if dx is None:  # a second backward of the same forward: recompute from y
+            dx = F.softmax_cross_entropy_backward(self.y, self.t)
+        return dx.reshape(np.shape(self._x))
 
 
 class Dropout:

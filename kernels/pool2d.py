@@ -6,6 +6,7 @@ skipped, so they never win. Ties go to the first maximum in row-major window ord
 window-local index ``ky*pool_w + kx`` of the winner.
 """
 
+import numpy as np
 from numba import prange
 
 from ._jit import njit
@@ -51,14 +52,17 @@ def max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax):
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def max_pool2d_backward_kernel(dout, argmax, pool_h, pool_w, stride, pad, out):
+def max_pool2d_backward_kernel(dout, argmax, pool_h, pool_w, stride, pad, out, bad):
     """Scatter ``dout`` to each window's winner; overlapping windows accumulate.
 
-    Parallel over (n, c) planes, each owning ``out[n, c]``: race-free for any stride.
+    Parallel over (n, c) planes, each owning ``out[n, c]``: race-free for any stride. An
+    ``argmax`` entry that points outside the image (into the padding) is skipped and counted in
+    ``bad[n*C + c]`` so the caller can reject it; nothing is written out of bounds.
 
     Shape
     -----
-    dout, argmax: (N, C, OH, OW) C-contiguous; out: (N, C, H, W), fully overwritten.
+    dout, argmax: (N, C, OH, OW) C-contiguous; out: (N, C, H, W), fully overwritten;
+    bad: (N*C,) integer.
     """
     N, C, H, W = out.shape
     OH = dout.shape[2]
@@ -71,9 +75,15 @@ def max_pool2d_backward_kernel(dout, argmax, pool_h, pool_w, stride, pad, out):
         for iy in range(H):
             for ix in range(W):
                 plane[iy, ix] = zero
+        nbad = 0
         for oy in range(OH):
             for ox in range(OW):
-                k = argmax[n, c, oy, ox]
+                k = np.int64(argmax[n, c, oy, ox])
                 ky = k // pool_w
-                kx = k - ky * pool_w
-                plane[oy * stride + ky - pad, ox * stride + kx - pad] += dout[n, c, oy, ox]
+                iy = oy * stride + ky - pad
+                ix = ox * stride + (k - ky * pool_w) - pad
+                if 0 <= iy < H and 0 <= ix < W and ky < pool_h:
+                    plane[iy, ix] += dout[n, c, oy, ox]
+                else:
+                    nbad += 1
+        bad[t] = nbad
