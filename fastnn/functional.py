@@ -337,6 +337,11 @@ def _pool_params(op, pool_h, pool_w, stride, pad):
     return pool_h, pool_w, stride, pad
 
 
+def _is_2x2(pool_h, pool_w, stride, pad):
+    """The book's pooling (2x2, stride 2, no padding) has its own fast kernels."""
+    return pool_h == 2 and pool_w == 2 and stride == 2 and pad == 0
+
+
 def _argmax_dtype(pool_h, pool_w):
     return np.uint8 if pool_h * pool_w <= 256 else np.int32
 
@@ -374,7 +379,10 @@ def max_pool2d(x, pool_h, pool_w, stride=2, pad=0, return_argmax=False):
     x = ck.as_float(x, ck.result_dtype(op, x=x))
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N, C, OH, OW), dtype=_argmax_dtype(pool_h, pool_w))
-    _pool.max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax)
+    if _is_2x2(pool_h, pool_w, stride, pad):
+        _pool.max_pool2x2_forward_kernel(x, out, argmax)
+    else:
+        _pool.max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax)
     return (out, argmax) if return_argmax else out
 
 
@@ -406,9 +414,11 @@ def max_pool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride=2, pad
     dt = ck.result_dtype(op, dout=dout)
     out = np.empty((N, C, H, W), dtype=dt)
     bad = np.empty(N * C, dtype=np.intp)
-    _pool.max_pool2d_backward_kernel(
-        ck.as_float(dout, dt), argmax, pool_h, pool_w, stride, pad, out, bad
-    )
+    dout = ck.as_float(dout, dt)
+    if _is_2x2(pool_h, pool_w, stride, pad):
+        _pool.max_pool2x2_backward_kernel(dout, argmax, out, bad)
+    else:
+        _pool.max_pool2d_backward_kernel(dout, argmax, pool_h, pool_w, stride, pad, out, bad)
     if bad.any():
         raise ValueError(
             f"{op}: {int(bad.sum())} argmax entries point into the padding or past the edge of "

@@ -87,3 +87,91 @@ def max_pool2d_backward_kernel(dout, argmax, pool_h, pool_w, stride, pad, out, b
                 else:
                     nbad += 1
         bad[t] = nbad
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _better(v, best):
+    """``v`` replaces ``best``: strictly greater (first maximum wins), or the first NaN."""
+    return v > best or (v != v and best == best)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def max_pool2x2_forward_kernel(x, out, argmax):
+    """2x2 windows, stride 2, no padding: the book's pooling. Same results as
+    :func:`max_pool2d_forward_kernel` with ``pool=2, stride=2, pad=0``.
+
+    Shape
+    -----
+    x: (N, C, H, W) C-contiguous; out, argmax: (N, C, H//2, W//2).
+    """
+    N, C = x.shape[0], x.shape[1]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        plane = x[n, c]
+        for oy in range(OH):
+            r0 = plane[2 * oy]
+            r1 = plane[2 * oy + 1]
+            o = out[n, c, oy]
+            a = argmax[n, c, oy]
+            for ox in range(OW):
+                best = r0[2 * ox]
+                k = 0
+                v = r0[2 * ox + 1]
+                if _better(v, best):
+                    best = v
+                    k = 1
+                v = r1[2 * ox]
+                if _better(v, best):
+                    best = v
+                    k = 2
+                v = r1[2 * ox + 1]
+                if _better(v, best):
+                    best = v
+                    k = 3
+                o[ox] = best
+                a[ox] = k
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def max_pool2x2_backward_kernel(dout, argmax, out, bad):
+    """Backward of :func:`max_pool2x2_forward_kernel`: windows do not overlap, so every input
+    cell is written exactly once (the gradient or zero); no zero-fill pass, no scatter.
+    ``bad[n*C + c]`` counts argmax entries outside ``[0, 4)``.
+
+    Shape
+    -----
+    dout, argmax: (N, C, OH, OW) C-contiguous; out: (N, C, H, W) with H//2 == OH, W//2 == OW.
+    """
+    N, C, H, W = out.shape
+    OH = dout.shape[2]
+    OW = dout.shape[3]
+    zero = out.dtype.type(0)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        plane = out[n, c]
+        nbad = 0
+        for oy in range(OH):
+            r0 = plane[2 * oy]
+            r1 = plane[2 * oy + 1]
+            d = dout[n, c, oy]
+            a = argmax[n, c, oy]
+            for ox in range(OW):
+                k = a[ox]
+                g = d[ox]
+                r0[2 * ox] = g if k == 0 else zero
+                r0[2 * ox + 1] = g if k == 1 else zero
+                r1[2 * ox] = g if k == 2 else zero
+                r1[2 * ox + 1] = g if k == 3 else zero
+                if k > 3:
+                    nbad += 1
+            for ix in range(2 * OW, W):  # odd width: the last column is in no window
+                r0[ix] = zero
+                r1[ix] = zero
+        for iy in range(2 * OH, H):  # odd height: the last row is in no window
+            for ix in range(W):
+                plane[iy, ix] = zero
+        bad[t] = nbad

@@ -342,3 +342,12 @@ def test_integral_float_stride_and_labels_accepted():
             F.softmax_cross_entropy(LOGITS[:1], lab)
         else:
             F.softmax_cross_entropy(LOGITS, lab)
+
+
+def test_max_pool2x2_backward_bad_argmax_rejected():
+    """The 2x2 stride-2 fast path also rejects window indices outside [0, 4)."""
+    dout = np.ones((1, 2, 2, 2))
+    argmax = np.zeros((1, 2, 2, 2), np.uint8)
+    argmax[0, 1, 1, 1] = 4
+    with pytest.raises(ValueError, match="max_pool2d_backward"):
+        F.max_pool2d_backward(dout, argmax, (1, 2, 4, 4), 2, 2, 2, 0)
