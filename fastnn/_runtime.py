@@ -52,6 +52,7 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"warmup: dtype must be float32 or float64, got {name!r}")
         rng = np.random.default_rng(0)
+        state = np.random.get_state()  # dropout draws from the global RNG; leave it untouched
         x = rng.standard_normal((2, 2, 5, 5)).astype(dt)
         W = rng.standard_normal((3, 2, 3, 3)).astype(dt)
         b = np.zeros(3, dt)
@@ -73,6 +74,14 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         F.relu_backward(r, mask)
         s = F.sigmoid(x)
         F.sigmoid_backward(s, s)
+        d, m = F.dropout(x, 0.5)
+        F.dropout_backward(d, m)
+        flat = x.reshape(2, -1)
+        ones = np.ones(flat.shape[1], dt)
+        bn, xn, mu, var, std = F.batch_norm_train(flat, ones, ones)
+        F.batch_norm_eval(flat, ones, ones, mu, var)
+        F.batch_norm_backward(bn, xn, std, ones)
+        np.random.set_state(state)
         if verbose:
             print(f"fastnn.warmup: {name} ready after {time.perf_counter() - t0:.2f} s")
     return time.perf_counter() - t0

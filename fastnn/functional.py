@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _checks as ck
 from ._blas import single_threaded_blas
+from .kernels import batchnorm as _bn
 from .kernels import conv2d as _conv
 from .kernels import conv2d_gemm as _gemm
 from .kernels import elementwise as _ew
@@ -45,7 +46,15 @@ __all__ = [
     "relu_backward",
     "sigmoid",
     "sigmoid_backward",
+    "dropout",
+    "dropout_backward",
+    "batch_norm_train",
+    "batch_norm_eval",
+    "batch_norm_backward",
 ]
+
+#: The book's batch-norm epsilon (``10e-7``).
+BATCHNORM_EPS = 10e-7
 
 CROSS_ENTROPY_EPS = 1e-7
 
@@ -682,3 +691,144 @@ def sigmoid_backward(dout, y):
         ck.as_float(dout, dt).reshape(-1), ck.as_float(y, dt).reshape(-1), out.reshape(-1)
     )
     return out
+
+
+def dropout(x, ratio, train=True):
+    """The book's dropout: training mask ``np.random.rand(*x.shape) > ratio``, drawn from
+    NumPy's global RNG (so ``np.random.seed`` reproduces the book), applied in one fused pass;
+    at inference ``x * (1 - ratio)`` (not inverted dropout).
+
+    Returns
+    -------
+    out : ndarray
+    mask : ndarray of bool, or None when ``train`` is false
+
+    Shape
+    -----
+    x: any -> out, mask: same shape.
+    """
+    op = "dropout"
+    x = ck.as_array(op, "x", x)
+    ratio = float(ratio)
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"{op}: ratio must be in [0, 1], got {ratio}")
+    x = ck.as_float(x, ck.result_dtype(op, x=x))
+    if not train:
+        return x * (1.0 - ratio), None
+    r = np.random.rand(*x.shape)
+    out = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=np.bool_)
+    _ew.dropout_forward_kernel(x.reshape(-1), r.reshape(-1), ratio, out.reshape(-1), mask.reshape(-1))
+    return out, mask
+
+
+def dropout_backward(dout, mask):
+    """``dout * mask``.
+
+    Shape
+    -----
+    dout, mask: same shape -> same shape.
+    """
+    op = "dropout_backward"
+    dout, mask = ck.as_array(op, "dout", dout), ck.as_array(op, "mask", mask)
+    if dout.shape != mask.shape:
+        raise ValueError(f"{op}: dout has shape {dout.shape}, mask has {mask.shape}")
+    dout = ck.as_float(dout, ck.result_dtype(op, dout=dout))
+    out = np.empty_like(dout)
+    _ew.dropout_backward_kernel(
+        dout.reshape(-1), np.ascontiguousarray(mask, dtype=np.bool_).reshape(-1), out.reshape(-1)
+    )
+    return out
+
+
+def _features(op, name, v, D):
+    v = ck.as_array(op, name, v)
+    if v.size != D:
+        raise ValueError(f"{op}: {name} must have {D} elements (one per feature), got {v.shape}")
+    return v
+
+
+def _bn_input(op, x):
+    x = ck.as_array(op, "x", x)
+    ck.check_ndim(op, "x", x, 2, "(N, D)")
+    if x.shape[0] == 0:
+        raise ValueError(f"{op}: empty batch, x has shape {x.shape}")
+    return x
+
+
+def batch_norm_train(x, gamma, beta, eps=BATCHNORM_EPS):
+    """Batch normalization with batch statistics (the book's training forward).
+
+    Returns
+    -------
+    out, xn : ndarray
+        Output and normalised input ``(x - mean) / std``.
+    mean, var, std : ndarray
+        Per-feature batch statistics, ``std = sqrt(var + eps)``.
+
+    Shape
+    -----
+    x: (N, D), gamma, beta: (D,) -> out, xn: (N, D); mean, var, std: (D,).
+    """
+    op = "batch_norm_train"
+    x = _bn_input(op, x)
+    D = x.shape[1]
+    gamma, beta = _features(op, "gamma", gamma, D), _features(op, "beta", beta, D)
+    dt = ck.result_dtype(op, x=x, gamma=gamma, beta=beta)
+    x = ck.as_float(x, dt)
+    out, xn = np.empty_like(x), np.empty_like(x)
+    mean, var, std = (np.empty(D, dtype=dt) for _ in range(3))
+    _bn.batchnorm_forward_train_kernel(
+        x, ck.as_float(gamma, dt).reshape(D), ck.as_float(beta, dt).reshape(D), dt.type(eps),
+        out, xn, mean, var, std,
+    )
+    return out, xn, mean, var, std
+
+
+def batch_norm_eval(x, gamma, beta, running_mean, running_var, eps=BATCHNORM_EPS):
+    """Batch normalization with running statistics (the book's inference forward).
+
+    Shape
+    -----
+    x: (N, D), gamma, beta, running_mean, running_var: (D,) -> (N, D).
+    """
+    op = "batch_norm_eval"
+    x = _bn_input(op, x)
+    D = x.shape[1]
+    vs = {k: _features(op, k, v, D) for k, v in
+          dict(gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var).items()}
+    dt = ck.result_dtype(op, x=x, **vs)
+    x = ck.as_float(x, dt)
+    out = np.empty_like(x)
+    g, b, m, v = (ck.as_float(a, dt).reshape(D) for a in vs.values())
+    _bn.batchnorm_forward_eval_kernel(x, g, b, m, v, dt.type(eps), out)
+    return out
+
+
+def batch_norm_backward(dout, xn, std, gamma):
+    """Gradients of :func:`batch_norm_train`.
+
+    Returns
+    -------
+    dx : ndarray
+    dgamma, dbeta : ndarray
+
+    Shape
+    -----
+    dout, xn: (N, D), std, gamma: (D,) -> dx: (N, D), dgamma, dbeta: (D,).
+    """
+    op = "batch_norm_backward"
+    dout = _bn_input(op, dout)
+    N, D = dout.shape
+    xn = ck.as_array(op, "xn", xn)
+    if xn.shape != dout.shape:
+        raise ValueError(f"{op}: xn has shape {xn.shape}, dout has {dout.shape}")
+    std, gamma = _features(op, "std", std, D), _features(op, "gamma", gamma, D)
+    dt = ck.result_dtype(op, dout=dout, xn=xn, std=std, gamma=gamma)
+    dx = np.empty((N, D), dtype=dt)
+    dgamma, dbeta = np.empty(D, dtype=dt), np.empty(D, dtype=dt)
+    _bn.batchnorm_backward_kernel(
+        ck.as_float(dout, dt), ck.as_float(xn, dt), ck.as_float(std, dt).reshape(D),
+        ck.as_float(gamma, dt).reshape(D), dx, dgamma, dbeta,
+    )
+    return dx, dgamma, dbeta

@@ -155,23 +155,24 @@ class Dropout:
         self.mask = None
 
     def forward(self, x, train_flg=True):
+        out, mask = F.dropout(x, self.dropout_ratio, train=train_flg)
         if train_flg:
-            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
-            return x * self.mask
-        return x * (1.0 - self.dropout_ratio)
+            self.mask = mask
+        return out
 
     def backward(self, dout):
-        return dout * self.mask
+        return F.dropout_backward(dout, self.mask)
 
 
 class BatchNormalization:
     """Batch normalization with per-activation statistics, as in the book.
 
     4-D input is flattened to ``(N, C*H*W)``; eps is ``10e-7``; running statistics are updated
-    with ``momentum`` in training and used when ``train_flg=False``.
+    with ``momentum`` in training (new arrays, as the book) and used when ``train_flg=False``.
+    ``xc`` (``x - mean``) is derived from ``xn * std`` when read.
     """
 
-    EPS = 10e-7
+    EPS = F.BATCHNORM_EPS
 
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
         self.gamma = gamma
@@ -181,60 +182,43 @@ class BatchNormalization:
         self.running_mean = running_mean
         self.running_var = running_var
         self.batch_size = None
-        self.xc = None
         self.xn = None
         self.std = None
         self.dgamma = None
         self.dbeta = None
 
+    @property
+    def xc(self):
+        """``x - mean`` of the last training batch."""
+        return None if self.xn is None else self.xn * self.std
+
     def forward(self, x, train_flg=True):
         self.input_shape = x.shape
+        x = np.asarray(x)
         if x.ndim != 2:
             x = x.reshape(x.shape[0], -1)
-        out = self._forward(x, train_flg)
-        return out.reshape(*self.input_shape)
-
-    def _forward(self, x, train_flg):
         if self.running_mean is None:
             D = x.shape[1]
-            self.running_mean = np.zeros(D, dtype=x.dtype)
-            self.running_var = np.zeros(D, dtype=x.dtype)
+            dt = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+            self.running_mean = np.zeros(D, dtype=dt)
+            self.running_var = np.zeros(D, dtype=dt)
         if train_flg:
-            mu = x.mean(axis=0)
-            xc = x - mu
-            var = np.mean(xc**2, axis=0)
-            std = np.sqrt(var + self.EPS)
-            xn = xc / std
+            out, self.xn, mu, var, self.std = F.batch_norm_train(x, self.gamma, self.beta, self.EPS)
             self.batch_size = x.shape[0]
-            self.xc = xc
-            self.xn = xn
-            self.std = std
             self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
             self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
         else:
-            xc = x - self.running_mean
-            xn = xc / np.sqrt(self.running_var + self.EPS)
-        return self.gamma * xn + self.beta
+            out = F.batch_norm_eval(
+                x, self.gamma, self.beta, self.running_mean, self.running_var, self.EPS
+            )
+        return out.reshape(*self.input_shape)
 
     def backward(self, dout):
+        dout = np.asarray(dout)
         if dout.ndim != 2:
             dout = dout.reshape(dout.shape[0], -1)
-        dx = self._backward(dout)
+        dx, self.dgamma, self.dbeta = F.batch_norm_backward(dout, self.xn, self.std, self.gamma)
         return dx.reshape(*self.input_shape)
-
-    def _backward(self, dout):
-        dbeta = dout.sum(axis=0)
-        dgamma = np.sum(self.xn * dout, axis=0)
-        dxn = self.gamma * dout
-        dxc = dxn / self.std
-        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
-        dvar = 0.5 * dstd / self.std
-        dxc += (2.0 / self.batch_size) * self.xc * dvar
-        dmu = np.sum(dxc, axis=0)
-        dx = dxc - dmu / self.batch_size
-        self.dgamma = dgamma
-        self.dbeta = dbeta
-        return dx
 
 
 class Convolution:

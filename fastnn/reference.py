@@ -38,6 +38,11 @@ __all__ = [
     "relu_backward",
     "sigmoid_forward",
     "sigmoid_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "batch_norm_train",
+    "batch_norm_eval",
+    "batch_norm_backward",
     "numerical_gradient",
     "CROSS_ENTROPY_EPS",
     "NUMERICAL_GRADIENT_H",
@@ -324,6 +329,68 @@ def sigmoid_forward(x):
 def sigmoid_backward(dout, y):
     """``dout * (1 - y) * y`` with ``y`` the forward output."""
     return dout * (1.0 - y) * y
+
+
+def dropout_forward(x, ratio, train=True):
+    """The book's ``Dropout.forward``: returns ``(out, mask)`` (mask ``None`` at inference).
+
+    The mask draws ``np.random.rand(*x.shape)`` from NumPy's global RNG.
+    """
+    if train:
+        mask = np.random.rand(*x.shape) > ratio
+        return x * mask, mask
+    return x * (1.0 - ratio), None
+
+
+def dropout_backward(dout, mask):
+    """``dout * mask``."""
+    return dout * mask
+
+
+#: The book's batch-norm epsilon (``10e-7``).
+BATCHNORM_EPS = 10e-7
+
+
+def batch_norm_train(x, gamma, beta, eps=BATCHNORM_EPS):
+    """The book's ``BatchNormalization.__forward`` with ``train_flg=True``.
+
+    Returns
+    -------
+    out, xn, mean, var, std
+
+    Shape
+    -----
+    x: (N, D), gamma, beta: (D,) -> out, xn: (N, D); mean, var, std: (D,).
+    """
+    mu = x.mean(axis=0)
+    xc = x - mu
+    var = np.mean(xc**2, axis=0)
+    std = np.sqrt(var + eps)
+    xn = xc / std
+    return gamma * xn + beta, xn, mu, var, std
+
+
+def batch_norm_eval(x, gamma, beta, running_mean, running_var, eps=BATCHNORM_EPS):
+    """The book's inference forward with running statistics."""
+    xc = x - running_mean
+    xn = xc / np.sqrt(running_var + eps)
+    return gamma * xn + beta
+
+
+def batch_norm_backward(dout, xn, std, gamma):
+    """The book's ``BatchNormalization.__backward``; returns ``(dx, dgamma, dbeta)``."""
+    N = dout.shape[0]
+    xc = xn * std
+    dbeta = dout.sum(axis=0)
+    dgamma = np.sum(xn * dout, axis=0)
+    dxn = gamma * dout
+    dxc = dxn / std
+    dstd = -np.sum((dxn * xc) / (std * std), axis=0)
+    dvar = 0.5 * dstd / std
+    dxc += (2.0 / N) * xc * dvar
+    dmu = np.sum(dxc, axis=0)
+    dx = dxc - dmu / N
+    return dx, dgamma, dbeta
 
 
 # --------------------------------------------------------------------------- numerical gradient

@@ -259,6 +259,18 @@ CASES = [
     ("dout_float16", "sigmoid_backward", TypeError, lambda: F.sigmoid_backward(f16(Y), Y)),
     ("y_complex", "sigmoid_backward", TypeError, lambda: F.sigmoid_backward(Y, c128(Y))),
     ("y_object", "sigmoid_backward", TypeError, lambda: F.sigmoid_backward(Y, obj(Y))),
+    ("dropout_ratio", "dropout", ValueError, lambda: F.dropout(np.ones(3), 1.5)),
+    ("dropout_complex", "dropout", TypeError, lambda: F.dropout(np.ones(3, complex), 0.5)),
+    ("dropout_bwd_shape", "dropout_backward", ValueError, lambda: F.dropout_backward(np.ones(3), np.ones(4, bool))),
+    ("dropout_bwd_f16", "dropout_backward", TypeError, lambda: F.dropout_backward(np.ones(3, np.float16), np.ones(3, bool))),
+    ("bn_train_ndim", "batch_norm_train", ValueError, lambda: F.batch_norm_train(np.ones((2, 3, 4)), np.ones(3), np.ones(3))),
+    ("bn_train_gamma", "batch_norm_train", ValueError, lambda: F.batch_norm_train(np.ones((2, 3)), np.ones(4), np.ones(3))),
+    ("bn_train_empty", "batch_norm_train", ValueError, lambda: F.batch_norm_train(np.ones((0, 3)), np.ones(3), np.ones(3))),
+    ("bn_train_f16", "batch_norm_train", TypeError, lambda: F.batch_norm_train(np.ones((2, 3), np.float16), np.ones(3), np.ones(3))),
+    ("bn_eval_var", "batch_norm_eval", ValueError, lambda: F.batch_norm_eval(np.ones((2, 3)), np.ones(3), np.ones(3), np.ones(3), np.ones(2))),
+    ("bn_eval_ndim", "batch_norm_eval", ValueError, lambda: F.batch_norm_eval(np.ones(3), np.ones(3), np.ones(3), np.ones(3), np.ones(3))),
+    ("bn_bwd_xn", "batch_norm_backward", ValueError, lambda: F.batch_norm_backward(np.ones((2, 3)), np.ones((3, 3)), np.ones(3), np.ones(3))),
+    ("bn_bwd_std", "batch_norm_backward", ValueError, lambda: F.batch_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.ones(2), np.ones(3))),
 ]
 
 

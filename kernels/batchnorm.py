@@ -1,0 +1,123 @@
+"""Batch normalization (the book's per-activation version) over ``(N, D)`` inputs.
+
+Every kernel runs ``prange`` over blocks of ``_BLOCK`` features; an iteration owns its columns
+of every output and reduces over the batch in a fixed order (row by row, vectorised across the
+block's features), so results do not depend on the thread count. The arithmetic follows the
+book's ``BatchNormalization``: ``xc = x - mu``, ``var = mean(xc**2)``, ``std = sqrt(var + eps)``,
+``xn = xc / std``, ``out = gamma * xn + beta``.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import njit
+
+_BLOCK = 64
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def batchnorm_forward_train_kernel(x, gamma, beta, eps, out, xn, mean, var, std):
+    """Training forward: batch statistics, normalised input and output.
+
+    Shape
+    -----
+    x, out, xn: (N, D) C-contiguous; gamma, beta, mean, var, std: (D,).
+    """
+    N, D = x.shape
+    n = x.dtype.type(N)
+    for blk in prange((D + _BLOCK - 1) // _BLOCK):
+        j0 = blk * _BLOCK
+        w = min(D, j0 + _BLOCK) - j0
+        s = np.zeros(w, dtype=x.dtype)
+        for i in range(N):
+            row = x[i]
+            for j in range(w):
+                s[j] += row[j0 + j]
+        mu = s / n
+        s2 = np.zeros(w, dtype=x.dtype)
+        for i in range(N):
+            row = x[i]
+            for j in range(w):
+                d = row[j0 + j] - mu[j]
+                s2[j] += d * d
+        for j in range(w):
+            v = s2[j] / n
+            mean[j0 + j] = mu[j]
+            var[j0 + j] = v
+            std[j0 + j] = np.sqrt(v + eps)
+        for i in range(N):
+            row = x[i]
+            orow = out[i]
+            nrow = xn[i]
+            for j in range(w):
+                jj = j0 + j
+                v = (row[jj] - mu[j]) / std[jj]
+                nrow[jj] = v
+                orow[jj] = gamma[jj] * v + beta[jj]
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def batchnorm_forward_eval_kernel(x, gamma, beta, running_mean, running_var, eps, out):
+    """Inference forward ``out = gamma * (x - mean) / sqrt(var + eps) + beta`` in one pass.
+
+    Shape
+    -----
+    x, out: (N, D) C-contiguous; gamma, beta, running_mean, running_var: (D,).
+    """
+    N, D = x.shape
+    for blk in prange((D + _BLOCK - 1) // _BLOCK):
+        j0 = blk * _BLOCK
+        w = min(D, j0 + _BLOCK) - j0
+        sd = np.empty(w, dtype=x.dtype)
+        for j in range(w):
+            sd[j] = np.sqrt(running_var[j0 + j] + eps)
+        for i in range(N):
+            row = x[i]
+            orow = out[i]
+            for j in range(w):
+                jj = j0 + j
+                orow[jj] = gamma[jj] * ((row[jj] - running_mean[jj]) / sd[j]) + beta[jj]
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def batchnorm_backward_kernel(dout, xn, std, gamma, dx, dgamma, dbeta):
+    """Backward of the training forward (the book's chain, rearranged per feature):
+    ``dxc = gamma/std * (dout - xn * dgamma/N)``, ``dx = dxc - sum(dxc)/N``.
+
+    Shape
+    -----
+    dout, xn, dx: (N, D) C-contiguous; std, gamma, dgamma, dbeta: (D,).
+    """
+    N, D = dout.shape
+    n = dout.dtype.type(N)
+    for blk in prange((D + _BLOCK - 1) // _BLOCK):
+        j0 = blk * _BLOCK
+        w = min(D, j0 + _BLOCK) - j0
+        sb = np.zeros(w, dtype=dout.dtype)
+        sg = np.zeros(w, dtype=dout.dtype)
+        for i in range(N):
+            drow = dout[i]
+            nrow = xn[i]
+            for j in range(w):
+                g = drow[j0 + j]
+                sb[j] += g
+                sg[j] += nrow[j0 + j] * g
+        scale = np.empty(w, dtype=dout.dtype)
+        for j in range(w):
+            dbeta[j0 + j] = sb[j]
+            dgamma[j0 + j] = sg[j]
+            scale[j] = gamma[j0 + j] / std[j0 + j]
+        dmu = np.zeros(w, dtype=dout.dtype)
+        for i in range(N):
+            drow = dout[i]
+            nrow = xn[i]
+            xrow = dx[i]
+            for j in range(w):
+                jj = j0 + j
+                v = scale[j] * (drow[jj] - nrow[jj] * sg[j] / n)
+                xrow[jj] = v
+                dmu[j] += v
+        for i in range(N):
+            xrow = dx[i]
+            for j in range(w):
+                xrow[j0 + j] -= dmu[j] / n

@@ -1,0 +1,92 @@
+"""Parity of the batch-norm and dropout kernels with the reference (the book's code)."""
+
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.functional as F
+from fastnn import reference as R
+
+DTYPES = [np.float64, np.float32]
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-5)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 5), (1, 3), (100, 130), (33, 64)])
+def test_batch_norm_parity(shape, dtype):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    gamma = rng.standard_normal(shape[1]).astype(dtype)
+    beta = rng.standard_normal(shape[1]).astype(dtype)
+    got = F.batch_norm_train(x, gamma, beta)
+    want = R.batch_norm_train(x.astype(np.float64), gamma.astype(np.float64), beta.astype(np.float64))
+    for g, w in zip(got, want):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, w, **TOL[dtype])
+    out, xn, mu, var, std = got
+    dout = rng.standard_normal(shape).astype(dtype)
+    gd = F.batch_norm_backward(dout, xn, std, gamma)
+    wd = R.batch_norm_backward(dout.astype(np.float64), xn.astype(np.float64), std.astype(np.float64), gamma.astype(np.float64))
+    for g, w in zip(gd, wd):
+        assert g.dtype == dtype
+        scale = max(1.0, float(np.abs(w).max()))
+        np.testing.assert_allclose(g, w, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale * 10)
+    ev = F.batch_norm_eval(x, gamma, beta, mu, var)
+    np.testing.assert_allclose(ev, R.batch_norm_eval(x.astype(np.float64), gamma, beta, mu, var), **TOL[dtype])
+
+
+def test_batch_norm_gradcheck():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 4))
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    r = rng.standard_normal((5, 4))
+    f = lambda _: float(np.sum(F.batch_norm_train(x, gamma, beta)[0] * r))  # noqa: E731
+    out, xn, mu, var, std = F.batch_norm_train(x, gamma, beta)
+    dx, dgamma, dbeta = F.batch_norm_backward(r, xn, std, gamma)
+    np.testing.assert_allclose(dx, R.numerical_gradient(f, x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dgamma, R.numerical_gradient(f, gamma), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dbeta, R.numerical_gradient(f, beta), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_parity_and_rng_stream(dtype):
+    x = np.random.default_rng(3).standard_normal((6, 5, 7)).astype(dtype)
+    x[0, 0, 0] = np.nan
+    np.random.seed(11)
+    out, mask = F.dropout(x, 0.3)
+    after = np.random.rand()
+    np.random.seed(11)
+    rout, rmask = R.dropout_forward(x, 0.3)
+    assert np.random.rand() == after  # same number of draws from the global RNG
+    assert out.dtype == dtype
+    assert np.array_equal(mask, rmask)
+    np.testing.assert_array_equal(out, rout)
+    dout = np.ones_like(x)
+    np.testing.assert_array_equal(F.dropout_backward(dout, mask), R.dropout_backward(dout, rmask))
+    ev, none = F.dropout(x, 0.3, train=False)
+    assert none is None
+    np.testing.assert_array_equal(ev, R.dropout_forward(x, 0.3, train=False)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_extremes(dtype):
+    x = np.array([-1e4, -200, -90, -30, -1, 0, 1, 30, 90, 200, 1e4, np.inf, -np.inf, np.nan], dtype=dtype)
+    with np.errstate(over="ignore"):
+        want = R.sigmoid_forward(x.astype(np.float64))
+    got = F.sigmoid(x)
+    np.testing.assert_allclose(got, want, rtol=TOL[dtype]["rtol"], atol=1e-30)
+
+
+def test_same_result_one_and_max_threads():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 200))
+    g, b = rng.standard_normal(200), rng.standard_normal(200)
+    old = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(1)
+        one = F.batch_norm_train(x, g, b) + (F.sigmoid(x),)
+        fastnn.set_num_threads(old)
+        many = F.batch_norm_train(x, g, b) + (F.sigmoid(x),)
+    finally:
+        fastnn.set_num_threads(old)
+    assert all(np.array_equal(a, c) for a, c in zip(one, many))
