@@ -56,6 +56,16 @@ __all__ = [
 #: The book's batch-norm epsilon (``10e-7``).
 BATCHNORM_EPS = 10e-7
 
+#: Element counts up to which the single-threaded ``*_serial_kernel`` variants run: below it,
+#: starting the thread pool (~10 us) costs more than the work (the book's nets use (100, 50)
+#: activations and (100, 10) logits).
+SERIAL_MAX_SIZE = 32768
+
+
+def _kernel(parallel, serial, size):
+    """The parallel kernel, or its serial twin for small inputs."""
+    return serial if size <= SERIAL_MAX_SIZE else parallel
+
 CROSS_ENTROPY_EPS = 1e-7
 
 #: Convolution algorithms: "direct" loops, or "gemm" (per-image panels + BLAS), or "auto".
@@ -452,7 +462,8 @@ def softmax(x):
     out = np.empty_like(x)
     if x.size:
         K = x.shape[-1]
-        _softmax.softmax_forward_kernel(x.reshape(-1, K), out.reshape(-1, K))
+        kernel = _kernel(_softmax.softmax_forward_kernel, _softmax.softmax_forward_serial_kernel, x.size)
+        kernel(x.reshape(-1, K), out.reshape(-1, K))
     return out
 
 
@@ -547,7 +558,12 @@ def softmax_cross_entropy(x, t, eps=CROSS_ENTROPY_EPS):
     x, labels, dense, dt, eps = _loss_inputs("softmax_cross_entropy", x, t, eps)
     y = np.empty_like(x)
     row_loss = np.empty(x.shape[0], dtype=dt)
-    loss = _softmax.softmax_cross_entropy_forward_kernel(x, labels, dt.type(eps), y, row_loss)
+    kernel = _kernel(
+        _softmax.softmax_cross_entropy_forward_kernel,
+        _softmax.softmax_cross_entropy_forward_serial_kernel,
+        x.size,
+    )
+    loss = kernel(x, labels, dt.type(eps), y, row_loss)
     return dt.type(loss), y
 
 
@@ -576,7 +592,12 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
         _softmax.softmax_cross_entropy_backward_dense_kernel(y.astype(dense.dtype), dense, dx)
         return dt.type(loss), dx
     dx = np.empty_like(x)
-    loss = _softmax.softmax_cross_entropy_fused_kernel(x, labels, dense, dt.type(eps), dx, row_loss)
+    kernel = _kernel(
+        _softmax.softmax_cross_entropy_fused_kernel,
+        _softmax.softmax_cross_entropy_fused_serial_kernel,
+        x.size,
+    )
+    loss = kernel(x, labels, dense, dt.type(eps), dx, row_loss)
     return dt.type(loss), dx
 
 
@@ -633,7 +654,8 @@ def relu(x):
     x = _flat_float("relu", "x", x)
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
-    _ew.relu_forward_kernel(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
+    kernel = _kernel(_ew.relu_forward_kernel, _ew.relu_forward_serial_kernel, x.size)
+    kernel(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
     return out, mask
 
 
@@ -654,7 +676,8 @@ def relu_backward(dout, mask):
     if not dout.flags.writeable:
         raise ValueError(f"{op}: dout is read-only; the book's Relu.backward writes into it")
     if dout.flags.c_contiguous and dout.dtype in ck._FLOATS and mask.dtype == np.bool_:
-        _ew.relu_backward_kernel(dout.reshape(-1), np.ascontiguousarray(mask).reshape(-1))
+        kernel = _kernel(_ew.relu_backward_kernel, _ew.relu_backward_serial_kernel, dout.size)
+        kernel(dout.reshape(-1), np.ascontiguousarray(mask).reshape(-1))
     else:
         ck.result_dtype(op, dout=dout)
         dout[mask.astype(bool, copy=False)] = 0
@@ -670,7 +693,8 @@ def sigmoid(x):
     """
     x = _flat_float("sigmoid", "x", x)
     out = np.empty_like(x)
-    _ew.sigmoid_forward_kernel(x.reshape(-1), out.reshape(-1))
+    kernel = _kernel(_ew.sigmoid_forward_kernel, _ew.sigmoid_forward_serial_kernel, x.size)
+    kernel(x.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -687,9 +711,8 @@ def sigmoid_backward(dout, y):
         raise ValueError(f"{op}: dout has shape {dout.shape}, y has {y.shape}")
     dt = ck.result_dtype(op, dout=dout, y=y)
     out = np.empty(y.shape, dtype=dt)
-    _ew.sigmoid_backward_kernel(
-        ck.as_float(dout, dt).reshape(-1), ck.as_float(y, dt).reshape(-1), out.reshape(-1)
-    )
+    kernel = _kernel(_ew.sigmoid_backward_kernel, _ew.sigmoid_backward_serial_kernel, y.size)
+    kernel(ck.as_float(dout, dt).reshape(-1), ck.as_float(y, dt).reshape(-1), out.reshape(-1))
     return out
 
 
@@ -718,7 +741,8 @@ def dropout(x, ratio, train=True):
     r = np.random.rand(*x.shape)
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
-    _ew.dropout_forward_kernel(x.reshape(-1), r.reshape(-1), ratio, out.reshape(-1), mask.reshape(-1))
+    kernel = _kernel(_ew.dropout_forward_kernel, _ew.dropout_forward_serial_kernel, x.size)
+    kernel(x.reshape(-1), r.reshape(-1), ratio, out.reshape(-1), mask.reshape(-1))
     return out, mask
 
 
@@ -735,9 +759,8 @@ def dropout_backward(dout, mask):
         raise ValueError(f"{op}: dout has shape {dout.shape}, mask has {mask.shape}")
     dout = ck.as_float(dout, ck.result_dtype(op, dout=dout))
     out = np.empty_like(dout)
-    _ew.dropout_backward_kernel(
-        dout.reshape(-1), np.ascontiguousarray(mask, dtype=np.bool_).reshape(-1), out.reshape(-1)
-    )
+    kernel = _kernel(_ew.dropout_backward_kernel, _ew.dropout_backward_serial_kernel, dout.size)
+    kernel(dout.reshape(-1), np.ascontiguousarray(mask, dtype=np.bool_).reshape(-1), out.reshape(-1))
     return out
 
 
@@ -778,7 +801,10 @@ def batch_norm_train(x, gamma, beta, eps=BATCHNORM_EPS):
     x = ck.as_float(x, dt)
     out, xn = np.empty_like(x), np.empty_like(x)
     mean, var, std = (np.empty(D, dtype=dt) for _ in range(3))
-    _bn.batchnorm_forward_train_kernel(
+    kernel = _kernel(
+        _bn.batchnorm_forward_train_kernel, _bn.batchnorm_forward_train_serial_kernel, x.size
+    )
+    kernel(
         x, ck.as_float(gamma, dt).reshape(D), ck.as_float(beta, dt).reshape(D), dt.type(eps),
         out, xn, mean, var, std,
     )
@@ -827,7 +853,8 @@ def batch_norm_backward(dout, xn, std, gamma):
     dt = ck.result_dtype(op, dout=dout, xn=xn, std=std, gamma=gamma)
     dx = np.empty((N, D), dtype=dt)
     dgamma, dbeta = np.empty(D, dtype=dt), np.empty(D, dtype=dt)
-    _bn.batchnorm_backward_kernel(
+    kernel = _kernel(_bn.batchnorm_backward_kernel, _bn.batchnorm_backward_serial_kernel, dx.size)
+    kernel(
         ck.as_float(dout, dt), ck.as_float(xn, dt), ck.as_float(std, dt).reshape(D),
         ck.as_float(gamma, dt).reshape(D), dx, dgamma, dbeta,
     )

@@ -23,37 +23,51 @@ def batchnorm_forward_train_kernel(x, gamma, beta, eps, out, xn, mean, var, std)
     -----
     x, out, xn: (N, D) C-contiguous; gamma, beta, mean, var, std: (D,).
     """
+    D = x.shape[1]
+    for blk in prange((D + _BLOCK - 1) // _BLOCK):
+        _train_block(x, gamma, beta, eps, out, xn, mean, var, std, blk * _BLOCK)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def batchnorm_forward_train_serial_kernel(x, gamma, beta, eps, out, xn, mean, var, std):
+    """Single-threaded :func:`batchnorm_forward_train_kernel` for small inputs."""
+    D = x.shape[1]
+    for blk in range((D + _BLOCK - 1) // _BLOCK):
+        _train_block(x, gamma, beta, eps, out, xn, mean, var, std, blk * _BLOCK)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _train_block(x, gamma, beta, eps, out, xn, mean, var, std, j0):
+    """Features ``[j0, j0 + _BLOCK)`` of the training forward."""
     N, D = x.shape
     n = x.dtype.type(N)
-    for blk in prange((D + _BLOCK - 1) // _BLOCK):
-        j0 = blk * _BLOCK
-        w = min(D, j0 + _BLOCK) - j0
-        s = np.zeros(w, dtype=x.dtype)
-        for i in range(N):
-            row = x[i]
-            for j in range(w):
-                s[j] += row[j0 + j]
-        mu = s / n
-        s2 = np.zeros(w, dtype=x.dtype)
-        for i in range(N):
-            row = x[i]
-            for j in range(w):
-                d = row[j0 + j] - mu[j]
-                s2[j] += d * d
+    w = min(D, j0 + _BLOCK) - j0
+    s = np.zeros(w, dtype=x.dtype)
+    for i in range(N):
+        row = x[i]
         for j in range(w):
-            v = s2[j] / n
-            mean[j0 + j] = mu[j]
-            var[j0 + j] = v
-            std[j0 + j] = np.sqrt(v + eps)
-        for i in range(N):
-            row = x[i]
-            orow = out[i]
-            nrow = xn[i]
-            for j in range(w):
-                jj = j0 + j
-                v = (row[jj] - mu[j]) / std[jj]
-                nrow[jj] = v
-                orow[jj] = gamma[jj] * v + beta[jj]
+            s[j] += row[j0 + j]
+    mu = s / n
+    s2 = np.zeros(w, dtype=x.dtype)
+    for i in range(N):
+        row = x[i]
+        for j in range(w):
+            d = row[j0 + j] - mu[j]
+            s2[j] += d * d
+    for j in range(w):
+        v = s2[j] / n
+        mean[j0 + j] = mu[j]
+        var[j0 + j] = v
+        std[j0 + j] = np.sqrt(v + eps)
+    for i in range(N):
+        row = x[i]
+        orow = out[i]
+        nrow = xn[i]
+        for j in range(w):
+            jj = j0 + j
+            v = (row[jj] - mu[j]) / std[jj]
+            nrow[jj] = v
+            orow[jj] = gamma[jj] * v + beta[jj]
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -88,36 +102,50 @@ def batchnorm_backward_kernel(dout, xn, std, gamma, dx, dgamma, dbeta):
     -----
     dout, xn, dx: (N, D) C-contiguous; std, gamma, dgamma, dbeta: (D,).
     """
+    D = dout.shape[1]
+    for blk in prange((D + _BLOCK - 1) // _BLOCK):
+        _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, blk * _BLOCK)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def batchnorm_backward_serial_kernel(dout, xn, std, gamma, dx, dgamma, dbeta):
+    """Single-threaded :func:`batchnorm_backward_kernel` for small inputs."""
+    D = dout.shape[1]
+    for blk in range((D + _BLOCK - 1) // _BLOCK):
+        _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, blk * _BLOCK)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, j0):
+    """Features ``[j0, j0 + _BLOCK)`` of the backward pass."""
     N, D = dout.shape
     n = dout.dtype.type(N)
-    for blk in prange((D + _BLOCK - 1) // _BLOCK):
-        j0 = blk * _BLOCK
-        w = min(D, j0 + _BLOCK) - j0
-        sb = np.zeros(w, dtype=dout.dtype)
-        sg = np.zeros(w, dtype=dout.dtype)
-        for i in range(N):
-            drow = dout[i]
-            nrow = xn[i]
-            for j in range(w):
-                g = drow[j0 + j]
-                sb[j] += g
-                sg[j] += nrow[j0 + j] * g
-        scale = np.empty(w, dtype=dout.dtype)
+    w = min(D, j0 + _BLOCK) - j0
+    sb = np.zeros(w, dtype=dout.dtype)
+    sg = np.zeros(w, dtype=dout.dtype)
+    for i in range(N):
+        drow = dout[i]
+        nrow = xn[i]
         for j in range(w):
-            dbeta[j0 + j] = sb[j]
-            dgamma[j0 + j] = sg[j]
-            scale[j] = gamma[j0 + j] / std[j0 + j]
-        dmu = np.zeros(w, dtype=dout.dtype)
-        for i in range(N):
-            drow = dout[i]
-            nrow = xn[i]
-            xrow = dx[i]
-            for j in range(w):
-                jj = j0 + j
-                v = scale[j] * (drow[jj] - nrow[jj] * sg[j] / n)
-                xrow[jj] = v
-                dmu[j] += v
-        for i in range(N):
-            xrow = dx[i]
-            for j in range(w):
-                xrow[j0 + j] -= dmu[j] / n
+            g = drow[j0 + j]
+            sb[j] += g
+            sg[j] += nrow[j0 + j] * g
+    scale = np.empty(w, dtype=dout.dtype)
+    for j in range(w):
+        dbeta[j0 + j] = sb[j]
+        dgamma[j0 + j] = sg[j]
+        scale[j] = gamma[j0 + j] / std[j0 + j]
+    dmu = np.zeros(w, dtype=dout.dtype)
+    for i in range(N):
+        drow = dout[i]
+        nrow = xn[i]
+        xrow = dx[i]
+        for j in range(w):
+            jj = j0 + j
+            v = scale[j] * (drow[jj] - nrow[jj] * sg[j] / n)
+            xrow[jj] = v
+            dmu[j] += v
+    for i in range(N):
+        xrow = dx[i]
+        for j in range(w):
+            xrow[j0 + j] -= dmu[j] / n

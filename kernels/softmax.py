@@ -61,6 +61,13 @@ def _mean(row_loss):
     return total / row_loss.dtype.type(row_loss.shape[0])
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _softmax_rows(x, out, i0, i1):
+    scratch = _scratch(x, x.shape[1])
+    for i in range(i0, i1):
+        _softmax_row(x[i], out[i], scratch)
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softmax_forward_kernel(x, out):
     """Row-wise softmax.
@@ -69,11 +76,23 @@ def softmax_forward_kernel(x, out):
     -----
     x, out: (M, K) C-contiguous (any leading axes flattened into M).
     """
-    M, K = x.shape
+    M = x.shape[0]
     for blk in prange((M + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        scratch = _scratch(x, K)
-        for i in range(blk * _ROW_BLOCK, min(M, (blk + 1) * _ROW_BLOCK)):
-            _softmax_row(x[i], out[i], scratch)
+        _softmax_rows(x, out, blk * _ROW_BLOCK, min(M, (blk + 1) * _ROW_BLOCK))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def softmax_forward_serial_kernel(x, out):
+    """Single-threaded :func:`softmax_forward_kernel` for small inputs."""
+    _softmax_rows(x, out, 0, x.shape[0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loss_rows(x, labels, eps, y, row_loss, i0, i1):
+    scratch = _scratch(x, x.shape[1])
+    for i in range(i0, i1):
+        m, s = _softmax_row(x[i], y[i], scratch)
+        row_loss[i] = _row_loss(x[i], y[i], m, s, labels[i], eps)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -87,13 +106,39 @@ def softmax_cross_entropy_forward_kernel(x, labels, eps, y, row_loss):
     -----
     x, y: (N, K); labels: (N,) intp in [0, K); row_loss: (N,). Returns a scalar of x's dtype.
     """
-    N, K = x.shape
+    N = x.shape[0]
     for blk in prange((N + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        scratch = _scratch(x, K)
-        for i in range(blk * _ROW_BLOCK, min(N, (blk + 1) * _ROW_BLOCK)):
-            m, s = _softmax_row(x[i], y[i], scratch)
-            row_loss[i] = _row_loss(x[i], y[i], m, s, labels[i], eps)
+        _loss_rows(x, labels, eps, y, row_loss, blk * _ROW_BLOCK, min(N, (blk + 1) * _ROW_BLOCK))
     return _mean(row_loss)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def softmax_cross_entropy_forward_serial_kernel(x, labels, eps, y, row_loss):
+    """Single-threaded :func:`softmax_cross_entropy_forward_kernel` for small inputs."""
+    _loss_rows(x, labels, eps, y, row_loss, 0, x.shape[0])
+    return _mean(row_loss)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
+    N, K = x.shape
+    n = x.dtype.type(N)
+    one = x.dtype.type(1)
+    dense = t.shape[0] == N
+    scratch = _scratch(x, K)
+    for i in range(i0, i1):
+        yi = dx[i]
+        m, s = _softmax_row(x[i], yi, scratch)
+        c = labels[i]
+        row_loss[i] = _row_loss(x[i], yi, m, s, c, eps)
+        if dense:
+            ti = t[i]
+            for j in range(K):
+                yi[j] = (yi[j] - ti[j]) / n
+        else:
+            for j in range(K):
+                yi[j] = yi[j] / n
+            yi[c] = yi[c] - one / n
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -108,25 +153,16 @@ def softmax_cross_entropy_fused_kernel(x, labels, t, eps, dx, row_loss):
     -----
     x, dx: (N, K); labels: (N,) intp; t: (N, K) or (0, K); row_loss: (N,).
     """
-    N, K = x.shape
-    n = x.dtype.type(N)
-    one = x.dtype.type(1)
-    dense = t.shape[0] == N
+    N = x.shape[0]
     for blk in prange((N + _ROW_BLOCK - 1) // _ROW_BLOCK):
-        scratch = _scratch(x, K)
-        for i in range(blk * _ROW_BLOCK, min(N, (blk + 1) * _ROW_BLOCK)):
-            yi = dx[i]
-            m, s = _softmax_row(x[i], yi, scratch)
-            c = labels[i]
-            row_loss[i] = _row_loss(x[i], yi, m, s, c, eps)
-            if dense:
-                ti = t[i]
-                for j in range(K):
-                    yi[j] = (yi[j] - ti[j]) / n
-            else:
-                for j in range(K):
-                    yi[j] = yi[j] / n
-                yi[c] = yi[c] - one / n
+        _fused_rows(x, labels, t, eps, dx, row_loss, blk * _ROW_BLOCK, min(N, (blk + 1) * _ROW_BLOCK))
+    return _mean(row_loss)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def softmax_cross_entropy_fused_serial_kernel(x, labels, t, eps, dx, row_loss):
+    """Single-threaded :func:`softmax_cross_entropy_fused_kernel` for small inputs."""
+    _fused_rows(x, labels, t, eps, dx, row_loss, 0, x.shape[0])
     return _mean(row_loss)
 
 

@@ -90,3 +90,56 @@ def test_same_result_one_and_max_threads():
     finally:
         fastnn.set_num_threads(old)
     assert all(np.array_equal(a, c) for a, c in zip(one, many))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_serial_and_parallel_twins_agree_bitwise(dtype):
+    """Each ``*_serial_kernel`` (small inputs) gives exactly its parallel kernel's result."""
+    from fastnn.kernels import batchnorm as bn
+    from fastnn.kernels import elementwise as ew
+    from fastnn.kernels import softmax as sm
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(40000).astype(dtype)
+    x[7] = np.nan
+    r = rng.random(40000)
+    mask = x > 0
+
+    def both(par, ser, make_outs, *args):
+        o1, o2 = make_outs(), make_outs()
+        res1, res2 = par(*args, *o1), ser(*args, *o2)
+        for a, b in zip(o1, o2):
+            assert np.array_equal(a, b, equal_nan=True), par.__name__
+        if res1 is not None:
+            assert res1 == res2 or (np.isnan(res1) and np.isnan(res2)), par.__name__
+
+    like = lambda *dts: (lambda: tuple(np.empty(x.shape, d) for d in dts))  # noqa: E731
+    both(ew.relu_forward_kernel, ew.relu_forward_serial_kernel, like(dtype, np.bool_), x)
+    both(ew.sigmoid_forward_kernel, ew.sigmoid_forward_serial_kernel, like(dtype), x)
+    both(ew.sigmoid_backward_kernel, ew.sigmoid_backward_serial_kernel, like(dtype), x, x)
+    both(ew.dropout_forward_kernel, ew.dropout_forward_serial_kernel, like(dtype, np.bool_), x, r, 0.5)
+    both(ew.dropout_backward_kernel, ew.dropout_backward_serial_kernel, like(dtype), x, mask)
+    d1, d2 = x.copy(), x.copy()
+    ew.relu_backward_kernel(d1, mask)
+    ew.relu_backward_serial_kernel(d2, mask)
+    assert np.array_equal(d1, d2, equal_nan=True)
+
+    z = x.reshape(400, 100)
+    labels = rng.integers(0, 100, 400).astype(np.intp)
+    onehot = np.eye(100, dtype=dtype)[labels]
+    eps = dtype(1e-7)
+    both(sm.softmax_forward_kernel, sm.softmax_forward_serial_kernel, lambda: (np.empty_like(z),), z)
+    rows = lambda: (np.empty_like(z), np.empty(400, dtype))  # noqa: E731
+    both(sm.softmax_cross_entropy_forward_kernel, sm.softmax_cross_entropy_forward_serial_kernel,
+         rows, z, labels, eps)
+    for t in (onehot, np.empty((0, 100), dtype)):
+        both(sm.softmax_cross_entropy_fused_kernel, sm.softmax_cross_entropy_fused_serial_kernel,
+             rows, z, labels, t, eps)
+
+    b = np.abs(x[:100]) + 0.5
+    stats = lambda: (np.empty_like(z), np.empty_like(z), np.empty(100, dtype),  # noqa: E731
+                     np.empty(100, dtype), np.empty(100, dtype))
+    both(bn.batchnorm_forward_train_kernel, bn.batchnorm_forward_train_serial_kernel, stats,
+         z, b, b, dtype(1e-6))
+    grads = lambda: (np.empty_like(z), np.empty(100, dtype), np.empty(100, dtype))  # noqa: E731
+    both(bn.batchnorm_backward_kernel, bn.batchnorm_backward_serial_kernel, grads, z, z, b, b)
