@@ -488,11 +488,10 @@ def _sce_make(rng, dt, N, K, one_hot):
 
 
 def _sce_work(itemsize, N, K, one_hot):
-    # forward reads x, writes y; backward reads y, writes dx; one-hot targets are read twice
-    # (argmax for the loss, subtraction in the backward pass)
+    # bytes read + written once: logits in, gradient out, plus the targets
     if one_hot:
-        return float((4 + 2) * N * K * itemsize)
-    return float(4 * N * K * itemsize + 2 * N * 8)
+        return float(3 * N * K * itemsize)
+    return float(2 * N * K * itemsize + N * 8)
 
 
 def _sce_reference(x, t):
@@ -502,9 +501,9 @@ def _sce_reference(x, t):
 
 
 def _sce_fastnn(x, t):
-    loss, y = F.softmax_cross_entropy(x, t)
-    dx = F.softmax_cross_entropy_backward(y, t)
-    return loss, y, dx
+    # what SoftmaxWithLoss runs: loss and gradient from one fused pass
+    loss, dx = F.softmax_cross_entropy_with_grad(x, t)
+    return loss, None, dx
 
 
 def _sce_torch(torch):
