@@ -88,7 +88,11 @@ class Affine:
                 f"match W {self.W.shape}"
             )
         self.x = x
-        return np.dot(x, self.W) + self.b
+        out = np.dot(x, self.W)
+        if np.result_type(out, self.b) == out.dtype:
+            out += self.b  # one pass, no second (N, M) array
+            return out
+        return out + self.b  # e.g. float32 x @ W with a float64 bias: NumPy promotion
 
     def backward(self, dout):
         dx = np.dot(dout, self.W.T)
