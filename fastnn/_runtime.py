@@ -63,16 +63,20 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         F.conv2d_backward_bias(out)
         col = F.im2col(x, 3, 3, 1, 1)
         F.col2im(col, x.shape, 3, 3, 1, 1)
-        p, am = F.max_pool2d(x, 2, 2, 2, 0, return_argmax=True)
-        F.max_pool2d_backward(p, am, x.shape, 2, 2, 2, 0)
-        big = rng.standard_normal(F.SERIAL_MAX_SIZE + 1).astype(dt)  # parallel variants
+        for ph, st, pd in ((2, 2, 0), (3, 1, 1)):  # the 2x2 fast path and the general kernels
+            p, am = F.max_pool2d(x, ph, ph, st, pd, return_argmax=True)
+            F.max_pool2d_backward(p, am, x.shape, ph, ph, st, pd)
+        big = rng.standard_normal(2 * F.SERIAL_MAX_SIZE + 65).astype(dt)  # parallel variants
         F.relu_backward(*F.relu(big))
         F.sigmoid_backward(big, F.sigmoid(big))
         F.dropout_backward(*F.dropout(big, 0.5))
-        F.softmax_cross_entropy_with_grad(big[:-1].reshape(-1, 64), np.zeros(big.size // 64, int))
-        F.softmax_cross_entropy(big[:-1].reshape(-1, 64), np.zeros(big.size // 64, int))
-        F.softmax(big[:-1].reshape(-1, 64))
-        bigm = big[:-1].reshape(64, -1)
+        rows = big[:-65].reshape(-1, 64)
+        labels = np.zeros(rows.shape[0], dtype=np.intp)
+        F.softmax_cross_entropy_with_grad(rows, labels)
+        F.softmax_cross_entropy(rows, labels)
+        F.softmax(rows)
+        _warm_optimizers(big)
+        bigm = rows.reshape(64, -1)
         bo, bxn, bmu, bvar, bstd = F.batch_norm_train(bigm, bigm[0], bigm[0])
         F.batch_norm_backward(bo, bxn, bstd, bigm[0])
         logits = x.reshape(20, 5)
@@ -92,10 +96,24 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         bn, xn, mu, var, std = F.batch_norm_train(flat, ones, ones)
         F.batch_norm_eval(flat, ones, ones, mu, var)
         F.batch_norm_backward(bn, xn, std, ones)
+        from .data import gather_rows
+
+        gather_rows(rng.standard_normal((4, 8)).astype(dt), [1, 0])
+        gather_rows(rng.standard_normal((300, 200)).astype(dt), np.arange(200))  # parallel
         np.random.set_state(state)
         if verbose:
             print(f"fastnn.warmup: {name} ready after {time.perf_counter() - t0:.2f} s")
     return time.perf_counter() - t0
+
+
+def _warm_optimizers(p):
+    """One update of every optimizer on a parameter large enough to take the kernel path."""
+    from . import optimizers
+
+    for cls in (optimizers.SGD, optimizers.Momentum, optimizers.Nesterov, optimizers.AdaGrad,
+                optimizers.RMSprop, optimizers.Adam):
+        params = {"w": p.copy()}
+        cls().update(params, {"w": p})
 
 
 def compiled_signatures() -> dict:

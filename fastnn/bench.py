@@ -593,6 +593,154 @@ _EW_SHAPES = {
 }
 
 
+# --------------------------------------------------------------------------- d2l chapter 3
+# One epoch of mini-batches as d2l's data_iter draws them: a permutation from
+# np.random.default_rng(seed), then whole batches in order and the last partial one. Every
+# implementation uses the same permutation (fastnn.data.DataLoader(seed=seed) draws exactly
+# this one), so the results agree. Each epoch returns a short fingerprint of its batches (the
+# first 4 values of each batch's last row and its label), not the batches themselves.
+_LR_SGD = 0.1  # d2l's softmax-regression learning rate
+
+
+def _loader_make(rng, dt, N, D, B):
+    x = rng.random((N, D)).astype(dt)
+    t = rng.integers(0, 10, size=N).astype(np.uint8)
+    return x, t, B, SEED
+
+
+def _loader_work(itemsize, N, D, B):
+    # every row read once and written once into its batch; one label byte each way
+    return float(2 * N * D * itemsize + 2 * N)
+
+
+def _fingerprint(rows, labels):
+    return np.stack(rows), np.array(labels)
+
+
+def _loader_reference(x, t, B, seed):
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    rows, labels = [], []
+    for start in range(0, x.shape[0], B):
+        idx = order[start : start + B]
+        xb, tb = x[idx], t[idx]
+        rows.append(xb[-1, :4].copy())
+        labels.append(tb[-1])
+    return _fingerprint(rows, labels)
+
+
+def _loader_fastnn(x, t, B, seed):
+    from .data import DataLoader
+
+    rows, labels = [], []
+    for xb, tb in DataLoader(x, t, B, seed=seed):
+        rows.append(xb[-1, :4].copy())
+        labels.append(tb[-1])
+    return _fingerprint(rows, labels)
+
+
+def _loader_torch(torch):
+    def epoch(x, t, B, seed):
+        xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+        order = torch.from_numpy(np.random.default_rng(seed).permutation(x.shape[0]))
+        rows, labels = [], []
+        for start in range(0, x.shape[0], B):
+            idx = order[start : start + B]
+            xb, tb = xt.index_select(0, idx), tt.index_select(0, idx)
+            rows.append(xb[-1, :4].numpy().copy())
+            labels.append(tb[-1].item())
+        return np.stack(rows), np.array(labels, dtype=np.uint8)
+
+    return epoch
+
+
+_LOADER_SHAPES = {
+    "tiny": Shape(dict(N=1000, D=16, B=64), "x(1000,16) batch 64"),
+    "book": Shape(dict(N=10000, D=784, B=256), "x(10000,784) batch 256"),
+    "large": Shape(dict(N=60000, D=784, B=256), "x(60000,784) batch 256", small=False),
+}
+
+
+def _sr_make(rng, dt, N, D, K, B):
+    x = rng.random((N, D)).astype(dt)
+    t = rng.integers(0, K, size=N).astype(np.uint8)
+    W0 = _randn(rng, dt, (D, K), 0.01)  # d2l: W ~ N(0, 0.01), b = 0
+    b0 = np.zeros(K, dtype=dt)
+    return x, t, W0, b0, B, SEED
+
+
+def _sr_work(itemsize, N, D, K, B):
+    # logits x @ W and weight gradient x.T @ dz: 2 FLOPs per multiply-add each
+    return float(4 * N * D * K)
+
+
+def _sr_reference(x, t, W0, b0, B, seed):
+    """d2l's from-scratch softmax regression epoch in NumPy (max-subtracted, log-sum-exp)."""
+    W, b = W0.copy(), b0.copy()
+    lr = W.dtype.type(_LR_SGD)
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    loss = None
+    for start in range(0, x.shape[0], B):
+        idx = order[start : start + B]
+        X, y = x[idx], t[idx]
+        n = X.shape[0]
+        rows = np.arange(n)
+        Z = X @ W + b
+        m = Z.max(axis=1, keepdims=True)
+        e = np.exp(Z - m)
+        s = e.sum(axis=1, keepdims=True)
+        loss = np.mean(np.log(s[:, 0]) - (Z[rows, y] - m[:, 0]))
+        dZ = e / s
+        dZ[rows, y] -= 1
+        dZ /= n
+        W -= lr * (X.T @ dZ)
+        b -= lr * dZ.sum(axis=0)
+    return W, b, np.asarray(loss)
+
+
+def _sr_fastnn(x, t, W0, b0, B, seed):
+    from .data import DataLoader
+    from .nets import SoftmaxRegression
+    from .optimizers import SGD
+
+    D, K = W0.shape
+    net = SoftmaxRegression(D, K, weight_init_std=0.0, dtype=W0.dtype)
+    net.params["W"][...] = W0
+    net.params["b"][...] = b0
+    opt = SGD(lr=_LR_SGD)
+    for X, y in DataLoader(x, t, B, seed=seed, prefetch=True):
+        opt.update(net.params, net.gradient(X, y))
+    return net.params["W"], net.params["b"], np.asarray(net.last_layer.loss)
+
+
+def _sr_torch(torch):
+    tf = torch.nn.functional
+
+    def epoch(x, t, W0, b0, B, seed):
+        W = torch.from_numpy(W0.copy()).requires_grad_()
+        b = torch.from_numpy(b0.copy()).requires_grad_()
+        xt, tt = torch.from_numpy(x), torch.from_numpy(t.astype(np.int64))
+        order = torch.from_numpy(np.random.default_rng(seed).permutation(x.shape[0]))
+        loss = None
+        for start in range(0, x.shape[0], B):
+            idx = order[start : start + B]
+            loss = tf.cross_entropy(xt.index_select(0, idx) @ W + b, tt.index_select(0, idx))
+            gW, gb = torch.autograd.grad(loss, (W, b))
+            with torch.no_grad():
+                W -= _LR_SGD * gW
+                b -= _LR_SGD * gb
+        return W.detach().numpy(), b.detach().numpy(), loss.detach().numpy()
+
+    return epoch
+
+
+_SR_SHAPES = {
+    "tiny": Shape(dict(N=1000, D=16, K=10, B=64), "x(1000,16) K=10 batch 64"),
+    "book": Shape(dict(N=10000, D=784, K=10, B=256), "x(10000,784) K=10 batch 256"),
+    "large": Shape(dict(N=60000, D=784, K=10, B=256), "x(60000,784) K=10 batch 256",
+                   small=False),
+}
+
+
 # --------------------------------------------------------------------------- the table
 CASES: tuple[Case, ...] = (
     Case(
@@ -637,6 +785,16 @@ CASES: tuple[Case, ...] = (
     Case(
         "sigmoid", "sigmoid fwd+bwd", _EW_SHAPES, _ew_make, _sigmoid_reference,
         _sigmoid_fastnn, _sigmoid_work, "B", _sigmoid_torch, "the book's Sigmoid layer",
+    ),
+    Case(
+        "dataloader_epoch", "DataLoader epoch", _LOADER_SHAPES, _loader_make,
+        _loader_reference, _loader_fastnn, _loader_work, "B", _loader_torch,
+        "one shuffled epoch of mini-batches (d2l's data_iter; fastnn.data.DataLoader)",
+    ),
+    Case(
+        "softmax_regression_epoch", "softmax regression epoch", _SR_SHAPES, _sr_make,
+        _sr_reference, _sr_fastnn, _sr_work, "FLOP", _sr_torch,
+        "one SGD epoch of d2l's softmax regression (DataLoader + SoftmaxRegression + SGD)",
     ),
 )
 

@@ -34,6 +34,11 @@ NETS = {
     "multi_layer": ("MultiLayerNet", True, "MultiLayerNet(784, [100]*4, 10), ReLU, He init"),
     "simple_conv": ("SimpleConvNet", False, "SimpleConvNet: conv 30x5x5 - pool - 100 - 10 (ch07)"),
     "deep_conv": ("DeepConvNet", False, "DeepConvNet: six 3x3 convs - 50 - 10 (ch08)"),
+    "linear_regression": ("LinearRegression", True,
+                          "LinearRegression(2) on synthetic y = 2 x1 - 3.4 x2 + 4.2 + noise "
+                          "(d2l 3.2)"),
+    "softmax_regression": ("SoftmaxRegression", True,
+                           "SoftmaxRegression(784, 10): one affine layer + softmax (d2l 3.6)"),
 }
 
 #: Default ``--epochs`` per net. SimpleConvNet (the default net): 12 epochs of the bundled 4,000
@@ -41,12 +46,52 @@ NETS = {
 #: the 9th epoch on) in roughly a minute to a minute and a half on 2 cores. The MLPs plateau
 #: near 92 % (two_layer) and 94.5 % (multi_layer) within seconds; DeepConvNet costs about
 #: 20 s per epoch.
-DEFAULT_EPOCHS = {"two_layer": 50, "multi_layer": 30, "simple_conv": 12, "deep_conv": 3}
+DEFAULT_EPOCHS = {"two_layer": 50, "multi_layer": 30, "simple_conv": 12, "deep_conv": 3,
+                  "linear_regression": 3, "softmax_regression": 10}
 
 #: Default ``--lr`` per net (Adam). With the book's ``weight_init_std=0.01`` SimpleConvNet
 #: learns too slowly at 0.001 to pass 95 % on the bundled digits (94.5 % after 12 epochs,
 #: 94.8 % after 20); 0.002 gets there by epoch 9.
-DEFAULT_LR = {"two_layer": 0.001, "multi_layer": 0.001, "simple_conv": 0.002, "deep_conv": 0.001}
+DEFAULT_LR = {"two_layer": 0.001, "multi_layer": 0.001, "simple_conv": 0.002, "deep_conv": 0.001,
+              "linear_regression": 0.03, "softmax_regression": 0.001}
+
+#: ``--grad numerical`` (ch04's ``train_neuralnet.py``: sigmoid TwoLayerNet(784, 50, 10), SGD,
+#: lr 0.1, batch 100). 17 epochs of the bundled 4,000 digits are 680 iterations, each a full
+#: numerical gradient (79,520 loss evaluations in the book's loop, about 40 ms with fastnn):
+#: roughly half a minute on 2 cores.
+NUMERICAL_EPOCHS = 17
+NUMERICAL_DEFAULTS = {"optimizer": "sgd", "lr": 0.1, "batch_size": 100}
+
+
+class _NumericalGradientNet:
+    """A net seen by the Trainer with ``gradient`` = the net's ``numerical_gradient``."""
+
+    def __init__(self, net):
+        self.net = net
+        self.params = net.params
+
+    def gradient(self, x, t):
+        return self.net.numerical_gradient(x, t)
+
+    def loss(self, x, t):
+        return self.net.loss(x, t)
+
+    def accuracy(self, x, t):
+        return self.net.accuracy(x, t)
+
+
+#: Nets whose defaults follow *Dive into Deep Learning* chapter 3 (minibatch SGD): optimizer,
+#: learning rate and batch size used when --optimizer / --lr / --batch-size are not given.
+#: softmax_regression reaches about 87 % test accuracy on the bundled digits in 10 epochs.
+D2L_DEFAULTS = {
+    "linear_regression": {"optimizer": "sgd", "lr": 0.03, "batch_size": 10},
+    "softmax_regression": {"optimizer": "sgd", "lr": 0.1, "batch_size": 256},
+}
+
+#: linear_regression's synthetic data (d2l's true_w, true_b; 1,000 training samples).
+LINEAR_TRUE_W = (2.0, -3.4)
+LINEAR_TRUE_B = 4.2
+LINEAR_SIZES = (1000, 200)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -129,20 +174,32 @@ def build_parser():
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items())
                    + "; the simple_conv default takes about a minute on 2 cores and reaches "
                    "~96%% test accuracy on the bundled digits)")
-    p.add_argument("--batch-size", type=_positive_int, default=100,
-                   help="mini-batch size (default: 100)")
-    p.add_argument("--optimizer", default="adam",
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="mini-batch size (default: 100; linear_regression 10, "
+                   "softmax_regression 256)")
+    p.add_argument("--optimizer", default=None,
                    choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"],
-                   help="optimizer (default: adam)")
+                   help="optimizer (default: adam; sgd for linear_regression (lr 0.03) and "
+                   "softmax_regression (lr 0.1), as d2l)")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default for adam, per net: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items())
                    + "; other optimizers: the book's default of the class, 0.01)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64",
                    help="parameter and compute dtype (default: float64, as the book)")
+    p.add_argument("--grad", choices=["backprop", "numerical"], default="backprop",
+                   help="how gradients are computed (default: backprop). 'numerical' (only "
+                   "with --net two_layer) trains ch04's sigmoid TwoLayerNet by "
+                   "net.numerical_gradient, the central differences the book gives up on "
+                   "as too slow, with ch04's settings: sgd, lr 0.1, batch 100, "
+                   f"{NUMERICAL_EPOCHS} epochs of the bundled digits")
     p.add_argument("--data", metavar="DIR", default=None,
                    help="directory with the four MNIST IDX files (default: $FASTNN_DATA, else "
-                   "the bundled subset)")
+                   "the bundled subset); with --dataset fashion, the four Fashion-MNIST files "
+                   "(default: $FASTNN_FASHION_DATA)")
+    p.add_argument("--dataset", choices=["mnist", "fashion"], default="mnist",
+                   help="which images --data holds (default: mnist); not used by "
+                   "linear_regression, which trains on synthetic data")
     p.add_argument("--train-size", type=_positive_int, default=None, metavar="N",
                    help="use only the first N training images (quick experiments)")
     p.add_argument("--test-size", type=_positive_int, default=None, metavar="N",
@@ -207,6 +264,21 @@ def build_parser():
     )
     p.add_argument("--json", action="store_true", help="print the information as JSON")
     p.set_defaults(func=_cmd_info)
+
+    # ---- run (fastnn.hook)
+    p = sub.add_parser(
+        "run",
+        help="run a script of the book unchanged, its common.* / dataset.mnist served by fastnn",
+        description="Run SCRIPT as 'python SCRIPT ARGS...' would (as __main__, its directory "
+        "first on sys.path), after installing an import hook that serves the book's common.*, "
+        "dataset.mnist, two_layer_net, simple_convnet and deep_convnet modules from fastnn. "
+        "What fastnn cannot serve falls back to the original file with one warning. The exit "
+        "status is the script's.",
+    )
+    from .hook import add_run_arguments
+
+    add_run_arguments(p)
+    p.set_defaults(func=_cmd_run)
     return parser
 
 
@@ -267,14 +339,16 @@ class _DropLines(io.TextIOBase):
 
 # --------------------------------------------------------------------------- train
 def _load_data(args, flatten):
-    from .datasets import load_mnist
+    from .datasets import load_fashion_mnist, load_mnist
 
+    fashion = getattr(args, "dataset", "mnist") == "fashion"
+    loader, name = (load_fashion_mnist, "Fashion-MNIST") if fashion else (load_mnist, "MNIST")
     try:
-        (x_train, t_train), (x_test, t_test) = load_mnist(
+        (x_train, t_train), (x_test, t_test) = loader(
             normalize=True, flatten=flatten, one_hot_label=False, path=args.data
         )
     except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as exc:
-        raise CLIError(f"cannot load MNIST: {exc}") from None
+        raise CLIError(f"cannot load {name}: {exc}") from None
     for name, size, n in (("--train-size", args.train_size, len(x_train)),
                           ("--test-size", args.test_size, len(x_test))):
         if size is not None and size > n:
@@ -302,7 +376,48 @@ def _build_net(name, dtype):
         return cls(input_dim=(1, 28, 28),
                    conv_param={"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1},
                    hidden_size=100, output_size=10, weight_init_std=0.01, dtype=dtype)
+    if name == "linear_regression":
+        return cls(num_inputs=len(LINEAR_TRUE_W), dtype=dtype)
+    if name == "softmax_regression":
+        return cls(num_inputs=784, num_outputs=10, dtype=dtype)
     return cls(dtype=dtype)
+
+
+def _apply_net_defaults(args):
+    """Fill in --optimizer / --batch-size (d2l's for the chapter-3 nets, ch04's for
+    ``--grad numerical``, else adam / 100)."""
+    if getattr(args, "grad", "backprop") == "numerical":
+        if args.net != "two_layer":
+            raise CLIError(f"--grad numerical trains --net two_layer (ch04's network), not "
+                           f"--net {args.net}")
+        if args.dtype != "float64":
+            raise CLIError("--grad numerical needs --dtype float64 (the fast numerical "
+                           "gradient is float64; a float32 central difference is mostly "
+                           "rounding noise)")
+        if args.optimizer is None:
+            args.optimizer = NUMERICAL_DEFAULTS["optimizer"]
+        if args.batch_size is None:
+            args.batch_size = NUMERICAL_DEFAULTS["batch_size"]
+        return
+    d2l = D2L_DEFAULTS.get(args.net, {})
+    if args.optimizer is None:
+        args.optimizer = d2l.get("optimizer", "adam")
+    if args.batch_size is None:
+        args.batch_size = d2l.get("batch_size", 100)
+
+
+def _synthetic_data(args):
+    """linear_regression's data: d2l's synthetic_data for training and test (one draw)."""
+    from .datasets import synthetic_linear
+
+    if args.data is not None or getattr(args, "dataset", "mnist") != "mnist":
+        raise CLIError("--data / --dataset do not apply to --net linear_regression, which "
+                       "trains on synthetic data")
+    n_train = args.train_size if args.train_size is not None else LINEAR_SIZES[0]
+    n_test = args.test_size if args.test_size is not None else LINEAR_SIZES[1]
+    x, t = synthetic_linear(LINEAR_TRUE_W, LINEAR_TRUE_B, n_train + n_test, seed=args.seed,
+                            dtype=np.dtype(args.dtype))
+    return (x[:n_train], t[:n_train]), (x[n_train:], t[n_train:])
 
 
 def _check_output_path(option, path):
@@ -331,25 +446,48 @@ def _cmd_train(args):
     if args.save is not None:
         _check_output_path("--save", args.save)
     _set_threads(args.threads)
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[args.net]
+    _apply_net_defaults(args)
+    numerical = args.grad == "numerical"
+    epochs = args.epochs if args.epochs is not None else (
+        NUMERICAL_EPOCHS if numerical else DEFAULT_EPOCHS[args.net])
+    d2l = NUMERICAL_DEFAULTS if numerical else D2L_DEFAULTS.get(args.net)
     if args.lr is not None:
         optimizer_param = {"lr": args.lr}
+    elif d2l is not None and args.optimizer == d2l["optimizer"]:
+        optimizer_param = {"lr": d2l["lr"]}
     elif args.optimizer == "adam":
         optimizer_param = {"lr": DEFAULT_LR[args.net]}
     else:
         optimizer_param = {}  # the book's default of that optimizer class
     flatten = NETS[args.net][1]
-    (x_train, t_train), (x_test, t_test) = _load_data(args, flatten)
+    linear = args.net == "linear_regression"
+    if linear:
+        (x_train, t_train), (x_test, t_test) = _synthetic_data(args)
+    else:
+        (x_train, t_train), (x_test, t_test) = _load_data(args, flatten)
+    samples = "samples" if linear else "images"
 
     t0 = time.perf_counter()
     _runtime.warmup(dtypes=(args.dtype,))
+    if numerical:  # compile (or load) the numerical-gradient kernels before the clock starts
+        from .nets import TwoLayerNet
+
+        state = np.random.get_state()
+        tiny = TwoLayerNet(3, 2, 2, activation="sigmoid")
+        np.random.set_state(state)
+        tiny.numerical_gradient(np.eye(2, 3), np.array([0, 1]))
     warm = time.perf_counter() - t0
 
     np.random.seed(args.seed)
-    net = _build_net(args.net, np.dtype(args.dtype))
+    if numerical:
+        from .nets import TwoLayerNet
+
+        net = TwoLayerNet(input_size=784, hidden_size=50, output_size=10, activation="sigmoid")
+    else:
+        net = _build_net(args.net, np.dtype(args.dtype))
     optimizer = OPTIMIZER_NAMES[args.optimizer]
     trainer = Trainer(
-        net, x_train, t_train, x_test, t_test,
+        _NumericalGradientNet(net) if numerical else net, x_train, t_train, x_test, t_test,
         epochs=epochs, mini_batch_size=args.batch_size, optimizer=optimizer,
         optimizer_param=optimizer_param,
         evaluate_sample_num_per_epoch=args.eval_samples or None,
@@ -357,8 +495,9 @@ def _cmd_train(args):
     )
     say = (lambda *a, **k: None) if args.quiet else print
     lr = getattr(trainer.optimizer, "lr", optimizer_param.get("lr"))
-    say(f"{NETS[args.net][0]} ({args.dtype}) on {len(x_train)} training / {len(x_test)} test "
-        f"images; {optimizer}(lr={lr}), batch {args.batch_size}, {epochs} "
+    kind = " (ch04: sigmoid, numerical gradient)" if numerical else ""
+    say(f"{NETS[args.net][0]}{kind} ({args.dtype}) on {len(x_train)} training / {len(x_test)} test "
+        f"{samples}; {optimizer}(lr={lr}), batch {args.batch_size}, {epochs} "
         f"epoch{'s' if epochs != 1 else ''}, "
         f"{_runtime.get_num_threads()} threads; kernels ready in {warm:.1f} s")
     stdout = sys.stdout
@@ -376,8 +515,17 @@ def _cmd_train(args):
 
     test_acc = float(net.accuracy(x_test, t_test))
     images = trainer.max_iter * trainer.batch_size
-    print(f"final test accuracy {100 * test_acc:.2f} % ({len(x_test)} images); trained "
-          f"{trainer.max_iter} iterations in {seconds:.1f} s, {images / seconds:,.0f} images/s")
+    if linear:  # accuracy is R^2 here; show the learned parameters against the true ones
+        w = np.array2string(net.params["W"].ravel(), precision=4)
+        say(f"learned w {w}, true w {np.array(LINEAR_TRUE_W)}; learned b "
+            f"{float(net.params['b'][0]):.4f}, true b {LINEAR_TRUE_B}")
+        print(f"final test R^2 {test_acc:.6f}, loss {float(net.loss(x_test, t_test)):.3g} "
+              f"({len(x_test)} samples); trained {trainer.max_iter} iterations in "
+              f"{seconds:.1f} s, {images / seconds:,.0f} samples/s")
+    else:
+        print(f"final test accuracy {100 * test_acc:.2f} % ({len(x_test)} images); trained "
+              f"{trainer.max_iter} iterations in {seconds:.1f} s, "
+              f"{images / seconds:,.0f} images/s")
     if args.save is not None:
         try:
             net.save_params(args.save)
@@ -504,6 +652,12 @@ def _short_signature(sig):
     return _ARRAY_RE.sub(short, sig)
 
 
+def _cmd_run(args):
+    from .hook import run_from_args
+
+    return run_from_args(args)
+
+
 def _cmd_info(args):
     import numba
 
@@ -577,7 +731,7 @@ def main(argv=None):
         traceback), 130 when interrupted with Ctrl-C.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = next((a for a in argv if a in ("train", "bench", "info")), None)
+    command = next((a for a in argv if a in ("train", "bench", "info", "run")), None)
     try:
         parser = build_parser()
         try:

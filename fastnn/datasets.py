@@ -44,6 +44,7 @@ __all__ = [
     "load_fashion_mnist",
     "download_mnist",
     "read_idx",
+    "synthetic_linear",
     "MNIST_CLASSES",
     "FASHION_MNIST_CLASSES",
     "MNIST_FILES",
@@ -503,3 +504,111 @@ def download_mnist(path, base_url=DEFAULT_MIRROR, overwrite=False, timeout=60):
         tmp.write_bytes(raw)
         os.replace(tmp, dest)
     return directory
+
+
+# --------------------------------------------------------------------------- synthetic data
+def synthetic_linear(w, b, num_examples, noise=0.01, seed=None, dtype=np.float64):
+    """Synthetic linear-regression data: d2l's ``synthetic_data(w, b, num_examples)``.
+
+    Draws features ``X ~ N(0, 1)`` of shape ``(num_examples, len(w))`` and targets
+    ``y = X @ w + b + N(0, noise**2)``, in that order (all of ``X`` first, then the noise), as
+    *Dive into Deep Learning*, chapter 3.2.
+
+    Parameters
+    ----------
+    w : array_like
+        True weights, 1-D of length ``D`` (a scalar means ``D = 1``).
+    b : float
+        True bias.
+    num_examples : int
+        Number of samples ``N`` (positive).
+    noise : float, default 0.01
+        Standard deviation of the Gaussian noise added to ``y`` (``0`` for exact targets).
+    seed : None, int or numpy.random.Generator, default None
+        ``None`` draws from NumPy's global RNG (``np.random.normal``), so ``np.random.seed(s)``
+        reproduces the data; an int seeds a private ``np.random.default_rng(seed)`` (the global
+        RNG is left untouched); a ``Generator`` or ``RandomState`` is used as given.
+    dtype : {np.float64, np.float32}, default np.float64
+        dtype of the returned arrays (everything is computed in float64, then cast).
+
+    Returns
+    -------
+    X : ndarray
+        Features ``(N, D)``.
+    y : ndarray
+        Targets ``(N, 1)`` (d2l's ``y.reshape((-1, 1))``).
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type (non-numeric ``w``, non-integer ``num_examples``,
+        unsupported ``dtype`` or ``seed``).
+    ValueError
+        If ``w`` is not 1-D or empty, ``num_examples < 1``, or ``noise`` is negative or not
+        finite.
+
+    Shape
+    -----
+    w: (D,) -> X: (N, D), y: (N, 1).
+
+    Examples
+    --------
+    >>> X, y = synthetic_linear([2, -3.4], 4.2, 1000, seed=0)
+    >>> X.shape, y.shape
+    ((1000, 2), (1000, 1))
+    """
+    import numbers
+
+    op = "synthetic_linear"
+    try:
+        w_arr = np.asarray(w)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{op}: w must be a 1-D array of real numbers ({exc})") from None
+    if w_arr.dtype.kind not in "iuf" or w_arr.dtype.kind == "b":
+        raise TypeError(f"{op}: w must hold real numbers, got dtype {w_arr.dtype}")
+    w_arr = w_arr.astype(np.float64).reshape(-1) if w_arr.ndim == 0 else w_arr.astype(np.float64)
+    if w_arr.ndim != 1 or w_arr.size == 0:
+        raise ValueError(f"{op}: w must be a non-empty 1-D array, got shape {np.shape(w)}")
+    b_arr = np.asarray(b)
+    if b_arr.ndim != 0 and b_arr.size != 1:
+        raise ValueError(f"{op}: b must be a scalar, got shape {b_arr.shape}")
+    if b_arr.dtype.kind not in "iuf":
+        raise TypeError(f"{op}: b must be a real number, got {b!r}")
+    b_val = float(b_arr.reshape(()))
+    if isinstance(num_examples, (bool, np.bool_)) or not isinstance(
+        num_examples, (numbers.Integral, np.integer)
+    ):
+        raise TypeError(f"{op}: num_examples must be an integer, got {num_examples!r}")
+    if num_examples < 1:
+        raise ValueError(f"{op}: num_examples must be positive, got {num_examples}")
+    if isinstance(noise, (bool, np.bool_)) or not isinstance(noise, (numbers.Real, np.number)):
+        raise TypeError(f"{op}: noise must be a real number, got {noise!r}")
+    noise = float(noise)
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise ValueError(f"{op}: noise must be a finite number >= 0, got {noise}")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{op}: dtype must be np.float32 or np.float64, got {dtype!r}") from None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{op}: dtype must be np.float32 or np.float64, got {dt}")
+    if seed is None:
+        normal = np.random.normal
+    elif isinstance(seed, (np.random.Generator, np.random.RandomState)):
+        normal = seed.normal
+    elif isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(
+        seed, (bool, np.bool_)
+    ):
+        if seed < 0:
+            raise ValueError(f"{op}: seed must be non-negative, got {seed}")
+        normal = np.random.default_rng(int(seed)).normal
+    else:
+        raise TypeError(
+            f"{op}: seed must be None, a non-negative int or a numpy.random.Generator; "
+            f"got {seed!r}"
+        )
+    n = int(num_examples)
+    X = normal(0.0, 1.0, (n, w_arr.size))
+    y = X @ w_arr + b_val
+    y += normal(0.0, noise, y.shape)
+    return X.astype(dt, copy=False), y.reshape(-1, 1).astype(dt, copy=False)

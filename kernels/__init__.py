@@ -2,29 +2,32 @@
 
 Trusted loops that write into caller-allocated ``out`` arrays: no validation, no allocation
 policy. Call them through :mod:`fastnn.functional`. Importing this package configures Numba's
-threading layer (see :mod:`fastnn.kernels._jit`).
+threading layer (see :mod:`fastnn.kernels._jit`) before any kernel is defined.
+
+Every module's ``*_kernel`` functions are re-exported here (``fastnn.kernels.__all__``), which is
+what :func:`fastnn.compiled_signatures` and ``fastnn info`` list.
 """
 
 from . import _jit  # noqa: F401  (threading layer + cache fallback, before any kernel)
-from .conv2d import (
-    conv2d_backward_bias_kernel,
-    conv2d_backward_data_kernel,
-    conv2d_backward_weight_kernel,
-    conv2d_forward_kernel,
-)
-from .elementwise import (
-    relu_backward_kernel,
-    relu_forward_kernel,
-    sigmoid_backward_kernel,
-    sigmoid_forward_kernel,
-)
-from .im2col import im2col_backward_kernel, im2col_forward_kernel
-from .pool2d import max_pool2d_backward_kernel, max_pool2d_forward_kernel
-from .softmax import (
-    softmax_cross_entropy_backward_dense_kernel,
-    softmax_cross_entropy_backward_kernel,
-    softmax_cross_entropy_forward_kernel,
-    softmax_forward_kernel,
+from . import (
+    batchnorm,
+    conv2d,
+    conv2d_gemm,
+    elementwise,
+    gather,
+    im2col,
+    optimizers,
+    pool2d,
+    softmax,
 )
 
-__all__ = [name for name in dir() if name.endswith("_kernel")]
+_MODULES = (batchnorm, conv2d, conv2d_gemm, elementwise, gather, im2col, optimizers, pool2d, softmax)
+
+__all__ = []
+for _module in _MODULES:
+    for _name in dir(_module):
+        if _name.endswith("_kernel") and not _name.startswith("_"):
+            globals()[_name] = getattr(_module, _name)
+            __all__.append(_name)
+__all__.sort()
+del _module, _name

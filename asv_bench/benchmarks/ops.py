@@ -94,6 +94,18 @@ class Sigmoid(_OpBenchmark):
     key = "sigmoid"
 
 
+class DataLoaderEpoch(_OpBenchmark):
+    """One shuffled epoch of mini-batches (``large``: 60,000 x 784, batch 256)."""
+
+    key = "dataloader_epoch"
+
+
+class SoftmaxRegressionEpoch(_OpBenchmark):
+    """One SGD epoch of softmax regression (``large``: 60,000 x 784 -> 10, batch 256)."""
+
+    key = "softmax_regression_epoch"
+
+
 class ConvMemory:
     """Peak resident memory of conv2d fwd+bwd: the book's im2col buffers versus fastnn.
 

@@ -9,6 +9,8 @@ book                                   fastnn
 ``common/multi_layer_net_extend.py``   :class:`MultiLayerNetExtend`
 ``ch07/simple_convnet.py``             :class:`SimpleConvNet`
 ``ch08/deep_convnet.py``               :class:`DeepConvNet`
+d2l 3.2 linear regression              :class:`LinearRegression`
+d2l 3.6 softmax regression             :class:`SoftmaxRegression`
 =====================================  ============================================
 
 Same constructor arguments, ``params`` keys, layer names and methods as the book. Weights are
@@ -21,6 +23,7 @@ them in place. Every net also takes ``dtype=np.float32`` (parameters cast after 
 from .deep_convnet import DeepConvNet
 from .multi_layer_net import MultiLayerNet
 from .multi_layer_net_extend import MultiLayerNetExtend
+from .regression import LinearRegression, SoftmaxRegression
 from .simple_convnet import SimpleConvNet
 from .two_layer_net import TwoLayerNet
 
@@ -30,4 +33,6 @@ __all__ = [
     "MultiLayerNetExtend",
     "SimpleConvNet",
     "DeepConvNet",
+    "LinearRegression",
+    "SoftmaxRegression",
 ]
