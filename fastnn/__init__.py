@@ -6,6 +6,7 @@ numbers, faster. See the README for the module map.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from ._blas import _limit_at_import, set_blas_threads
 from ._runtime import (
     compiled_signatures,
     get_num_threads,
@@ -19,11 +20,25 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
+_limit_at_import()
+
 __all__ = [
     "__version__",
+    "set_blas_threads",
+    "install",
+    "uninstall",
     "warmup",
     "set_num_threads",
     "get_num_threads",
     "threading_layer",
     "compiled_signatures",
 ]
+
+
+def __getattr__(name):
+    """``fastnn.install`` / ``fastnn.uninstall``: the import hook of :mod:`fastnn.hook`."""
+    if name in ("install", "uninstall"):
+        from . import hook
+
+        return getattr(hook, name)
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

@@ -263,3 +263,29 @@ def test_wheel_contents(tmp_path):
     assert "fastnn/_bundled/mnist5k-labels-idx1-ubyte.gz" in names
     assert "fastnn/_bundled/NOTICE.md" in names
     assert not any(n.startswith("kernels/") for n in names)
+
+
+def test_numpy_blas_limited_at_import_and_settable():
+    """Importing fastnn holds NumPy's BLAS to one thread (its spinning workers fight Numba's);
+    FASTNN_BLAS_THREADS=keep opts out; set_blas_threads changes it later."""
+    code = """
+        import numpy as np
+        from threadpoolctl import threadpool_info, threadpool_limits
+        threadpool_limits(2, user_api="blas")
+        import fastnn
+        print([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        fastnn.set_blas_threads(2)
+        print([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        fastnn.set_blas_threads(None)
+        print([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+    """
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert set(eval(lines[0])) == {1}
+    assert set(eval(lines[1])) == {2}
+    assert set(eval(lines[2])) == {2}
+    r = _run(code, {"FASTNN_BLAS_THREADS": "keep"})
+    assert set(eval(r.stdout.strip().splitlines()[0])) == {2}
+    with pytest.raises(ValueError, match="set_blas_threads"):
+        fastnn.set_blas_threads(0)
