@@ -49,24 +49,22 @@ def _fill_panel(x, n, FH, FW, stride, pad, xpad, panel, col0):
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     OH, OW, Hp, Wp, RW, L = _geometry(H, W, FH, FW, stride, pad)
+    # slice copies: LLVM turns them into memcpy-speed loops (element loops over two row views
+    # of possibly-aliasing arrays measured 1.6x slower)
     for c in range(C):
-        xc = xpad[c]
         for iy in range(H):
             base = (iy + pad) * Wp + pad
-            src = x[n, c, iy]
-            for ix in range(W):
-                xc[base + ix] = src[ix]
+            xpad[c, base : base + W] = x[n, c, iy]
     for c in range(C):
         xc = xpad[c]
         for ky in range(FH):
             for kx in range(FW):
                 r = (c * FH + ky) * FW + kx
-                prow = panel[r]
                 if stride == 1:
                     s0 = ky * Wp + kx
-                    for j in range(L):
-                        prow[col0 + j] = xc[s0 + j]
+                    panel[r, col0 : col0 + L] = xpad[c, s0 : s0 + L]
                 else:
+                    prow = panel[r]
                     for oy in range(OH):
                         s0 = (oy * stride + ky) * Wp + kx
                         d0 = col0 + oy * OW
@@ -147,12 +145,9 @@ def conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out):
             for i in range(m):
                 _fill_panel(x, n0 + i, FH, FW, stride, pad, xpad, panel, i * L)
                 for f in range(FN):
-                    drow = dw[f]
                     for oy in range(OH):
-                        src = dout[n0 + i, f, oy]
                         r0 = i * L + oy * RW
-                        for ox in range(OW):
-                            drow[r0 + ox] = src[ox]
+                        dw[f, r0 : r0 + OW] = dout[n0 + i, f, oy]
             if m < nb:  # short last group: unused columns must contribute exactly zero
                 panel[:, m * L :] = 0
                 dw[:, m * L :] = 0
@@ -193,28 +188,23 @@ def conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out):
             m = min(nb, N - n0)
             for i in range(m):
                 for f in range(FN):
-                    drow = dw[f]
                     for oy in range(OH):
-                        src = dout[n0 + i, f, oy]
                         r0 = i * L + oy * RW
-                        for ox in range(OW):
-                            drow[r0 + ox] = src[ox]
+                        dw[f, r0 : r0 + OW] = dout[n0 + i, f, oy]
             # a short last group computes stale columns too; they are not folded back
             np.dot(WmT, dw, dpanel)
             for i in range(m):
                 n = n0 + i
                 for c in range(C):
                     xc = xpad[c]
-                    for j in range(xc.shape[0]):
-                        xc[j] = zero
+                    xc[:] = zero
                     for ky in range(FH):
                         for kx in range(FW):
-                            prow = dpanel[(c * FH + ky) * FW + kx]
+                            r = (c * FH + ky) * FW + kx
+                            prow = dpanel[r]
                             if stride == 1:
                                 s0 = ky * Wp + kx
-                                c0 = i * L
-                                for j in range(L):
-                                    xc[s0 + j] += prow[c0 + j]
+                                xc[s0 : s0 + L] += dpanel[r, i * L : i * L + L]
                             else:
                                 for oy in range(OH):
                                     s0 = (oy * stride + ky) * Wp + kx
@@ -223,6 +213,4 @@ def conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out):
                                         xc[s0 + ox * stride] += prow[c0 + ox]
                     for iy in range(H):
                         base = (iy + pad) * Wp + pad
-                        dst = out[n, c, iy]
-                        for ix in range(Wd):
-                            dst[ix] = xc[base + ix]
+                        out[n, c, iy] = xc[base : base + Wd]
