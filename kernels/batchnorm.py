@@ -36,19 +36,24 @@ def batchnorm_forward_train_serial_kernel(x, gamma, beta, eps, out, xn, mean, va
         _train_block(x, gamma, beta, eps, out, xn, mean, var, std, blk * _BLOCK)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _train_block(x, gamma, beta, eps, out, xn, mean, var, std, j0):
     """Features ``[j0, j0 + _BLOCK)`` of the training forward."""
     N, D = x.shape
     n = x.dtype.type(N)
     w = min(D, j0 + _BLOCK) - j0
-    s = np.zeros(w, dtype=x.dtype)
+    zero = x.dtype.type(0)
+    mu = np.empty(w, dtype=x.dtype)
+    s2 = np.empty(w, dtype=x.dtype)
+    for j in range(w):
+        mu[j] = zero
+        s2[j] = zero
     for i in range(N):
         row = x[i]
         for j in range(w):
-            s[j] += row[j0 + j]
-    mu = s / n
-    s2 = np.zeros(w, dtype=x.dtype)
+            mu[j] += row[j0 + j]
+    for j in range(w):
+        mu[j] = mu[j] / n
     for i in range(N):
         row = x[i]
         for j in range(w):
@@ -115,14 +120,20 @@ def batchnorm_backward_serial_kernel(dout, xn, std, gamma, dx, dgamma, dbeta):
         _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, blk * _BLOCK)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, j0):
     """Features ``[j0, j0 + _BLOCK)`` of the backward pass."""
     N, D = dout.shape
     n = dout.dtype.type(N)
     w = min(D, j0 + _BLOCK) - j0
-    sb = np.zeros(w, dtype=dout.dtype)
-    sg = np.zeros(w, dtype=dout.dtype)
+    zero = dout.dtype.type(0)
+    sb = np.empty(w, dtype=dout.dtype)
+    sg = np.empty(w, dtype=dout.dtype)
+    dmu = np.empty(w, dtype=dout.dtype)
+    for j in range(w):
+        sb[j] = zero
+        sg[j] = zero
+        dmu[j] = zero
     for i in range(N):
         drow = dout[i]
         nrow = xn[i]
@@ -135,7 +146,6 @@ def _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, j0):
         dbeta[j0 + j] = sb[j]
         dgamma[j0 + j] = sg[j]
         scale[j] = gamma[j0 + j] / std[j0 + j]
-    dmu = np.zeros(w, dtype=dout.dtype)
     for i in range(N):
         drow = dout[i]
         nrow = xn[i]

