@@ -585,11 +585,14 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
     """
     x, labels, dense, dt, eps = _loss_inputs("softmax_cross_entropy_with_grad", x, t, eps)
     row_loss = np.empty(x.shape[0], dtype=dt)
-    if dense.dtype != dt:  # float32 logits, float64 target: the gradient is float64 (book)
+    if dense.dtype != dt:  # mixed logits/target dtypes: the gradient follows promotion (book)
         y = np.empty_like(x)
         loss = _softmax.softmax_cross_entropy_forward_kernel(x, labels, dt.type(eps), y, row_loss)
-        dx = np.empty(x.shape, dtype=dense.dtype)
-        _softmax.softmax_cross_entropy_backward_dense_kernel(y.astype(dense.dtype), dense, dx)
+        gdt = np.result_type(dt, dense.dtype)
+        dx = np.empty(x.shape, dtype=gdt)
+        _softmax.softmax_cross_entropy_backward_dense_kernel(
+            y.astype(gdt, copy=False), dense.astype(gdt, copy=False), dx
+        )
         return dt.type(loss), dx
     dx = np.empty_like(x)
     kernel = _kernel(
@@ -738,7 +741,7 @@ def dropout(x, ratio, train=True):
     x = ck.as_float(x, ck.result_dtype(op, x=x))
     if not train:
         return x * (1.0 - ratio), None
-    r = np.random.rand(*x.shape)
+    r = np.asarray(np.random.rand(*x.shape))  # 0-d input: rand() returns a float
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
     kernel = _kernel(_ew.dropout_forward_kernel, _ew.dropout_forward_serial_kernel, x.size)

@@ -20,9 +20,14 @@ from numba.extending import overload
 from ._jit import njit
 
 
-def _exp_shifted_row(x, m, y, scratch):  # pragma: no cover - replaced by the overload in Numba
-    """``y[:] = exp(x - m)``; returns ``sum(y)``. ``scratch``: a row of x's dtype."""
-    raise NotImplementedError
+def _exp_shifted_row(x, m, y, scratch):
+    """``y[:] = exp(x - m)``; returns ``sum(y)``. ``scratch``: a row of x's dtype.
+
+    Compiled code uses the dtype-specific overloads below; this body runs only under
+    ``NUMBA_DISABLE_JIT=1``.
+    """
+    y[:] = np.exp(x - m)
+    return y.sum()
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})

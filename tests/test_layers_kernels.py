@@ -143,3 +143,16 @@ def test_serial_and_parallel_twins_agree_bitwise(dtype):
          z, b, b, dtype(1e-6))
     grads = lambda: (np.empty_like(z), np.empty(100, dtype), np.empty(100, dtype))  # noqa: E731
     both(bn.batchnorm_backward_kernel, bn.batchnorm_backward_serial_kernel, grads, z, z, b, b)
+
+
+def test_regressions_found_by_fuzzing():
+    """float64 logits + float32 one-hot: float64 gradient (promotion, as the book); 0-d dropout."""
+    loss, dx = F.softmax_cross_entropy_with_grad(np.array([[0.5, -1.0, 2.0]]), np.array([[0, 0, 1]], np.float32))
+    assert dx.dtype == np.float64
+    y = R.softmax(np.array([[0.5, -1.0, 2.0]]))
+    np.testing.assert_allclose(dx, R.softmax_cross_entropy_backward(y, np.array([[0, 0, 1.0]])), rtol=1e-12)
+    np.random.seed(0)
+    out, mask = F.dropout(np.array(2.0), 0.5)
+    np.random.seed(0)
+    want, wmask = R.dropout_forward(np.array(2.0), 0.5)
+    assert out.shape == () and out == want and mask == wmask
