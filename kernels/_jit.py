@@ -86,6 +86,45 @@ def _configure_threading_layer() -> str:
 threading_layer_requested = _configure_threading_layer()
 
 
+def _tolerate_corrupt_cache_files():
+    """Treat an unreadable Numba cache file as a cache miss (recompile and overwrite it).
+
+    Numba 0.68 raises ``EOFError`` / ``UnpicklingError`` from the first call of a kernel whose
+    ``.nbi``/``.nbc`` file is truncated or corrupt (numba/numba#10434; fix proposed in PR
+    #10656). We wrap the two loaders the same way that PR does: a corrupt index reads as empty,
+    a corrupt data file as missing (``OSError``, which Numba already handles as a miss).
+    """
+    import pickle
+
+    try:
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:  # pragma: no cover - a Numba without this class
+        return
+    if getattr(IndexDataCacheFile, "_fastnn_tolerant", False):
+        return
+    bad = (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError)
+    load_index, load_data = IndexDataCacheFile._load_index, IndexDataCacheFile._load_data
+
+    def _load_index(self):
+        try:
+            return load_index(self)
+        except bad:
+            return {}
+
+    def _load_data(self, name):
+        try:
+            return load_data(self, name)
+        except bad as exc:
+            raise OSError(f"corrupt Numba cache file for {name}") from exc
+
+    IndexDataCacheFile._load_index = _load_index
+    IndexDataCacheFile._load_data = _load_data
+    IndexDataCacheFile._fastnn_tolerant = True
+
+
+_tolerate_corrupt_cache_files()
+
+
 def cache_enabled() -> bool:
     """True unless some kernel had to be compiled without Numba's on-disk cache."""
     return _cache_ok
