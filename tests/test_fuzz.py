@@ -53,7 +53,7 @@ def _check(r: subprocess.CompletedProcess, examples: int) -> None:
     m = re.search(r"(\d+) passed", out)
     assert m and int(m.group(1)) == N_CASES, f"expected {N_CASES} fuzz cases to pass:\n{tail}"
     # hypothesis' statistics: every case really ran its examples (none silently filtered away)
-    ran = [int(n) for n in re.findall(r"- (\d+) passing examples", out)]
+    ran = [int(n) for n in re.findall(r"- (\d+) passing(?: examples|,)", out)]  # old and new hypothesis
     assert len(ran) >= N_CASES, f"no hypothesis statistics for every case:\n{tail}"
     assert sum(ran) >= N_CASES * examples * 0.9, f"only {sum(ran)} examples ran:\n{tail}"
 
