@@ -89,20 +89,20 @@ threading_layer_requested = _configure_threading_layer()
 def _tolerate_corrupt_cache_files():
     """Treat an unreadable Numba cache file as a cache miss (recompile and overwrite it).
 
-    Numba 0.68 raises ``EOFError`` / ``UnpicklingError`` from the first call of a kernel whose
-    ``.nbi``/``.nbc`` file is truncated or corrupt (numba/numba#10434; fix proposed in PR
-    #10656). We wrap the two loaders the same way that PR does: a corrupt index reads as empty,
-    a corrupt data file as missing (``OSError``, which Numba already handles as a miss).
+    Numba 0.68 raises from the first call of a kernel whose ``.nbi``/``.nbc`` file is truncated
+    or corrupt (numba/numba#10434; fix proposed in PR #10656). Unpickling garbage can raise
+    almost anything -- ``EOFError``, ``UnpicklingError``, ``MemoryError`` (a huge length
+    prefix), ``KeyError``, ``OverflowError``, ``UnicodeDecodeError`` ... -- so we catch every
+    ``Exception``: a corrupt index reads as empty, a corrupt data file as missing (``OSError``,
+    which Numba already handles as a miss).
     """
-    import pickle
-
     try:
         from numba.core.caching import IndexDataCacheFile
     except ImportError:  # pragma: no cover - a Numba without this class
         return
     if getattr(IndexDataCacheFile, "_fastnn_tolerant", False):
         return
-    bad = (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError)
+    bad = Exception
     load_index, load_data = IndexDataCacheFile._load_index, IndexDataCacheFile._load_data
 
     def _load_index(self):
@@ -120,6 +120,21 @@ def _tolerate_corrupt_cache_files():
     IndexDataCacheFile._load_index = _load_index
     IndexDataCacheFile._load_data = _load_data
     IndexDataCacheFile._fastnn_tolerant = True
+
+    # A data file can also unpickle "successfully" into something that is not a compile result
+    # (random bytes that happen to be a valid pickle); rebuilding it then fails. That too is a
+    # miss: Numba compiles and overwrites the entry.
+    from numba.core.caching import Cache
+
+    load_overload = Cache._load_overload
+
+    def _load_overload(self, sig, target_context):
+        try:
+            return load_overload(self, sig, target_context)
+        except Exception:
+            return None
+
+    Cache._load_overload = _load_overload
 
 
 _tolerate_corrupt_cache_files()

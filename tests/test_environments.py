@@ -14,6 +14,8 @@ Unwritable cache dirs of the editable install, threads and fork are in tests/tes
 from __future__ import annotations
 
 import os
+import pickle
+import random
 import shutil
 import stat
 import subprocess
@@ -99,11 +101,64 @@ def test_corrupted_cache_recompiles(tmp_path):
     assert any(p.suffix == ".nbi" for p in files) and any(p.suffix == ".nbc" for p in files), (
         f"warm-up wrote no cache files under {cache}"
     )
+    rng = random.Random(0)  # seeded: a failure must reproduce
     for i, p in enumerate(files):  # truncated, random and empty garbage
-        p.write_bytes([b"\x00garbage" * 7, os.urandom(100), b""][i % 3])
+        p.write_bytes([b"\x00garbage" * 7, rng.randbytes(100), b""][i % 3])
     r = _python(CHECK_CODE, env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split()[:1] == ["ok"], r.stdout
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_garbage_cache_files_read_as_a_miss(tmp_path, seed):
+    """Whatever bytes a ``.nbi``/``.nbc`` holds, loading it is a miss, never an exception.
+
+    In-process and fast, so it can try many payloads: random bytes of many lengths, valid pickle
+    headers with garbage after them, a huge length prefix (``MemoryError`` in ``pickle.load``),
+    and truncations of a real index.
+    """
+    import numba
+    from numba.core.caching import IndexDataCacheFile
+
+    import fastnn.kernels._jit  # noqa: F401  (installs the tolerant loaders)
+
+    rng = random.Random(seed)
+    real = pickle.dumps(numba.__version__, protocol=-1) + pickle.dumps(("stamp", {"k": "d.nbc"}))
+    payloads = [b"", b"\x80", b"\x80\x05\x95" + b"\xff" * 8]  # pickle header, 2**64-1 frame
+    payloads += [rng.randbytes(rng.randrange(1, 400)) for _ in range(150)]
+    payloads += [real[:k] for k in range(len(real))]
+    payloads += [pickle.dumps(numba.__version__, protocol=-1) + rng.randbytes(60) for _ in range(50)]
+    cache = IndexDataCacheFile(str(tmp_path), "kern", "stamp")
+    for payload in payloads:
+        (tmp_path / "kern.nbi").write_bytes(payload)
+        (tmp_path / "d.nbc").write_bytes(payload)
+        assert cache._load_index() in ({}, {"k": "d.nbc"}), payload
+        assert cache.load(("any", "key")) is None, payload
+        try:  # a value (bytes that happen to be a pickle) or OSError (a miss), nothing else
+            cache._load_data("d.nbc")
+        except OSError:
+            pass
+
+
+def test_data_file_that_unpickles_to_junk_is_a_miss(tmp_path):
+    """A ``.nbc`` that is a valid pickle of the wrong thing: Numba recompiles, no exception."""
+    (tmp_path / "junkmod.py").write_text(
+        "import fastnn.kernels._jit\n"
+        "import numba\n"
+        "@numba.njit(cache=True)\n"
+        "def f(x):\n"
+        "    return x + 1\n"
+    )
+    code = "import junkmod; print(junkmod.f(41))"
+    env = _env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    r = _python(code, env)
+    assert (r.returncode, r.stdout.split()) == (0, ["42"]), r.stderr[-3000:]
+    data = list((tmp_path / "cache").rglob("*.nbc"))
+    assert data, "no cache data file written"
+    for p in data:
+        p.write_bytes(pickle.dumps((1, "not", "a", "compile result")))
+    r = _python(code, env)
+    assert (r.returncode, r.stdout.split()) == (0, ["42"]), r.stderr[-3000:]
 
 
 def _copy_installed_layout(dest: Path) -> Path:
