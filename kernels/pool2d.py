@@ -7,9 +7,27 @@ window-local index ``ky*pool_w + kx`` of the winner.
 """
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from ._jit import njit
+
+
+def _bits(a):
+    """``a`` viewed as same-size signed integers (its IEEE bit patterns).
+
+    Compiled code uses the overload below; this body runs only under ``NUMBA_DISABLE_JIT=1``.
+    """
+    return a.view(np.int32 if a.itemsize == 4 else np.int64)
+
+
+@overload(_bits, jit_options={"cache": True})
+def _bits_overload(a):
+    if a.dtype == types.float32:
+        return lambda a: a.view(np.int32)
+    if a.dtype == types.float64:
+        return lambda a: a.view(np.int64)
+    return None
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -185,6 +203,11 @@ def max_pool2x2_backward_kernel(dout, argmax, out, bad):
     cell is written exactly once (the gradient or zero); no zero-fill pass, no scatter.
     ``bad[n*C + c]`` counts argmax entries outside ``[0, 4)``.
 
+    Branch-free on purpose: ``g if k == j else 0`` compiles to a branch per cell (LLVM turns a
+    select whose condition compares a loaded value into a branch), mispredicted half the time
+    on real data: 1.5 ms at (100,30,24,24). Here the gradient's bits are ANDed with an integer
+    mask ``((k ^ j) - 1) >> 63`` (all ones when ``k == j``): 0.6 ms.
+
     Shape
     -----
     dout, argmax: (N, C, OH, OW) C-contiguous; out: (N, C, H, W) with H//2 == OH, W//2 == OW.
@@ -192,29 +215,30 @@ def max_pool2x2_backward_kernel(dout, argmax, out, bad):
     N, C, H, W = out.shape
     OH = dout.shape[2]
     OW = dout.shape[3]
-    zero = out.dtype.type(0)
+    dbits = _bits(dout)
+    obits = _bits(out)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        plane = out[n, c]
+        plane = obits[n, c]
         nbad = 0
         for oy in range(OH):
             r0 = plane[2 * oy]
             r1 = plane[2 * oy + 1]
-            d = dout[n, c, oy]
+            d = dbits[n, c, oy]
             a = argmax[n, c, oy]
             for ox in range(OW):
-                k = a[ox]
+                k = np.int64(a[ox])
                 g = d[ox]
-                r0[2 * ox] = g if k == 0 else zero
-                r0[2 * ox + 1] = g if k == 1 else zero
-                r1[2 * ox] = g if k == 2 else zero
-                r1[2 * ox + 1] = g if k == 3 else zero
-                nbad += np.intp(k > 3)  # branch-free: a branch here blocks vectorisation
+                r0[2 * ox] = g & ((k - 1) >> 63)
+                r0[2 * ox + 1] = g & (((k ^ 1) - 1) >> 63)
+                r1[2 * ox] = g & (((k ^ 2) - 1) >> 63)
+                r1[2 * ox + 1] = g & (((k ^ 3) - 1) >> 63)
+                nbad -= ((3 - k) >> 63) | (k >> 63)  # k > 3 or k < 0
             for ix in range(2 * OW, W):  # odd width: the last column is in no window
-                r0[ix] = zero
-                r1[ix] = zero
+                r0[ix] = 0
+                r1[ix] = 0
         for iy in range(2 * OH, H):  # odd height: the last row is in no window
             for ix in range(W):
-                plane[iy, ix] = zero
+                plane[iy, ix] = 0
         bad[t] = nbad
