@@ -190,6 +190,12 @@ def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0):
     return "gemm" if macs >= CONV_GEMM_MIN_MACS else "direct"
 
 
+def _pointwise(FH, FW, stride, pad):
+    """1x1 filters, stride 1, no padding: the "gemm" algorithm multiplies the images in place
+    (``conv2d_1x1_*_kernel``), with no panel to build."""
+    return FH == 1 and FW == 1 and stride == 1 and pad == 0
+
+
 def _algorithm(op, algorithm, x_shape, W_shape, stride, pad):
     if algorithm not in CONV_ALGORITHMS:
         raise ValueError(f"{op}: algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
@@ -240,7 +246,10 @@ def conv2d(x, W, b=None, stride=1, pad=0, algorithm="auto"):
     out = np.empty((N, FN, OH, OW), dtype=dt)
     if _algorithm(op, algorithm, x.shape, W.shape, stride, pad) == "gemm":
         with single_threaded_blas():
-            _gemm.conv2d_gemm_forward_kernel(x, W, b, stride, pad, out)
+            if _pointwise(FH, FW, stride, pad):
+                _gemm.conv2d_1x1_forward_kernel(x, W, b, out)
+            else:
+                _gemm.conv2d_gemm_forward_kernel(x, W, b, stride, pad, out)
     else:
         _conv.conv2d_forward_kernel(x, W, b, stride, pad, out)
     return out
@@ -276,7 +285,10 @@ def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0, algorithm="auto"
     dout, W = ck.as_float(dout, dt), ck.as_float(W, dt)
     if _algorithm(op, algorithm, out.shape, W.shape, stride, pad) == "gemm":
         with single_threaded_blas():
-            _gemm.conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out)
+            if _pointwise(FH, FW, stride, pad):
+                _gemm.conv2d_1x1_backward_data_kernel(dout, W, out)
+            else:
+                _gemm.conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out)
     else:
         _conv.conv2d_backward_data_kernel(dout, W, stride, pad, out)
     return out
@@ -323,7 +335,10 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0, algorithm="aut
     x, dout = ck.as_float(x, dt), ck.as_float(dout, dt)
     if _algorithm(op, algorithm, x.shape, out.shape, stride, pad) == "gemm":
         with single_threaded_blas():
-            _gemm.conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out)
+            if _pointwise(FH, FW, stride, pad):
+                _gemm.conv2d_1x1_backward_weight_kernel(x, dout, out)
+            else:
+                _gemm.conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out)
     else:
         _conv.conv2d_backward_weight_kernel(x, dout, stride, pad, out)
     return out

@@ -150,6 +150,9 @@ def test_sixteen_threads_subprocess():
                    F.conv2d_backward_data(out, W, x.shape, 2, 1, "gemm"),
                    F.conv2d_backward_weight(x, out, W.shape, 2, 1, "gemm"),
                    F.im2col(x, 3, 3, 1, 2), F.col2im(F.im2col(x, 3, 3, 1, 2), x.shape, 3, 3, 1, 2)]
+            W1 = W[:, :, :1, :1].copy(); o1 = F.conv2d(x, W1, b, 1, 0, "gemm")  # 1x1 kernels
+            res += [o1, F.conv2d_backward_data(o1, W1, x.shape, 1, 0, "gemm"),
+                    F.conv2d_backward_weight(x, o1, W1.shape, 1, 0, "gemm")]
             p, a = F.max_pool2d(x, 3, 3, 2, 1, return_argmax=True)
             res += [p, F.max_pool2d_backward(p, a, x.shape, 3, 3, 2, 1)]
             loss, y = F.softmax_cross_entropy(z, t)
