@@ -360,6 +360,14 @@ _CONV_SHAPES = {
                    "x(32,64,56,56) W(64,64,3,3) p1", small=False),
 }
 
+#: Pointwise (1x1) convolutions: the gemm path multiplies the images in place (no panel).
+_CONV1X1_SHAPES = {
+    "tiny": Shape(dict(N=2, C=5, H=4, W=3, FN=3, FH=1, FW=1), "x(2,5,4,3) W(3,5,1,1)"),
+    "book": Shape(dict(N=100, C=32, H=14, W=14, FN=64, FH=1, FW=1), "x(100,32,14,14) W(64,32,1,1)"),
+    "large": Shape(dict(N=32, C=256, H=14, W=14, FN=64, FH=1, FW=1),
+                   "x(32,256,14,14) W(64,256,1,1)", small=False),
+}
+
 
 # --------------------------------------------------------------------------- im2col / col2im
 def _im2col_make(rng, dt, N, C, H, W, FH, FW, stride=1, pad=0):
@@ -752,6 +760,11 @@ CASES: tuple[Case, ...] = (
         "conv2d_fwd", "conv2d fwd", _CONV_SHAPES, _conv_make, _conv_fwd_reference,
         _conv_fwd_fastnn, _conv_fwd_work, "FLOP", _conv_fwd_torch,
         "forward only (inference, accuracy evaluation)",
+    ),
+    Case(
+        "conv2d_1x1", "conv2d 1x1 fwd+bwd", _CONV1X1_SHAPES, _conv_make, _conv_reference,
+        _conv_fastnn, _conv_work, "FLOP", _conv_torch,
+        "pointwise convolution, forward + all gradients (bottleneck / channel-mixing layers)",
     ),
     Case(
         "im2col", "im2col", _IM2COL_SHAPES, _im2col_make, _im2col_reference, _im2col_fastnn,

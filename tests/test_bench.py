@@ -25,7 +25,7 @@ DTYPES = ["float32", "float64"]
 # --------------------------------------------------------------------------- the table
 def test_table_is_well_formed():
     assert len(bench.CASE_KEYS) == len(set(bench.CASE_KEYS)) == len(bench.CASES)
-    expected = {"conv2d", "im2col", "col2im", "max_pool2d", "softmax_ce", "softmax_ce_onehot",
+    expected = {"conv2d", "conv2d_1x1", "im2col", "col2im", "max_pool2d", "softmax_ce", "softmax_ce_onehot",
                 "relu", "sigmoid"}
     assert expected <= set(bench.CASE_KEYS)
     for case in bench.CASES:

@@ -52,6 +52,12 @@ class Conv2dForward(_OpBenchmark):
     key = "conv2d_fwd"
 
 
+class Conv2d1x1(_OpBenchmark):
+    """conv2d with 1x1 filters, fwd+bwd (the gemm path's in-place pointwise kernels)."""
+
+    key = "conv2d_1x1"
+
+
 class Im2col(_OpBenchmark):
     """im2col (patch unfolding)."""
 
