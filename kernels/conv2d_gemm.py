@@ -83,6 +83,17 @@ def _plan(N, K, L, itemsize):
     return nb, groups, slots
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_slots(partial, out):
+    """``out = partial[0] + partial[1] + ...``, added in slot order (deterministic)."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            v = partial[0, i, j]
+            for s in range(1, partial.shape[0]):
+                v += partial[s, i, j]
+            out[i, j] = v
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def conv2d_gemm_forward_kernel(x, W, b, stride, pad, out):
     """``out = conv2d(x, W) + b`` via panels and GEMM.
@@ -155,13 +166,7 @@ def conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out):
             for f in range(FN):
                 for k in range(K):
                     acc[f, k] += tmp[f, k]
-    om = out.reshape(FN, K)
-    for f in range(FN):
-        for k in range(K):
-            v = partial[0, f, k]
-            for s in range(1, slots):
-                v += partial[s, f, k]
-            om[f, k] = v
+    _sum_slots(partial, out.reshape(FN, K))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -284,10 +289,4 @@ def conv2d_1x1_backward_weight_kernel(x, dout, out):
             for f in range(FN):
                 for c in range(C):
                     acc[f, c] += tmp[f, c]
-    om = out.reshape(FN, C)
-    for f in range(FN):
-        for c in range(C):
-            v = partial[0, f, c]
-            for s in range(1, slots):
-                v += partial[s, f, c]
-            om[f, c] = v
+    _sum_slots(partial, out.reshape(FN, C))
