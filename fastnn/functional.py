@@ -244,6 +244,8 @@ def conv2d(x, W, b=None, stride=1, pad=0, algorithm="auto"):
     x, W = ck.as_float(x, dt), ck.as_float(W, dt)
     b = np.zeros(FN, dtype=dt) if b is None else ck.as_float(b, dt).reshape(FN)
     out = np.empty((N, FN, OH, OW), dtype=dt)
+    if pad and not _finite(W):  # padding zeros must meet the inf/NaN filter taps (see _finite)
+        x, pad = _pad_images(x, pad), 0
     if _algorithm(op, algorithm, x.shape, W.shape, stride, pad) == "gemm":
         with single_threaded_blas():
             if _pointwise(FH, FW, stride, pad):
@@ -253,6 +255,24 @@ def conv2d(x, W, b=None, stride=1, pad=0, algorithm="auto"):
     else:
         _conv.conv2d_forward_kernel(x, W, b, stride, pad, out)
     return out
+
+
+# --- inf/NaN: the book multiplies padding zeros (0 * inf = NaN); the fast kernels skip padded
+# taps, and the gemm kernels' wide panels multiply extra zero columns (0 * inf = NaN where the
+# book has a finite value). When a non-finite value can meet such a zero, the call is redone by
+# the direct kernel on an explicitly zero-padded input with pad 0: exactly the book's products.
+def _finite(a):
+    return bool(np.isfinite(a).all())
+
+
+def _pad_images(x, pad):
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+
+
+def _window_in_padding(H, Wd, FH, FW, stride, pad, OH, OW):
+    """True if some output position's whole window lies in the padding."""
+    return (FH <= pad or (OH - 1) * stride - pad >= H
+            or FW <= pad or (OW - 1) * stride - pad >= Wd)
 
 
 def _check_dout(op, dout, N, FN, OH, OW, what):
@@ -283,6 +303,11 @@ def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0, algorithm="auto"
     dt = ck.result_dtype(op, dout=dout, W=W)
     out = np.empty((N, C, H, Wd), dtype=dt)
     dout, W = ck.as_float(dout, dt), ck.as_float(W, dt)
+    if not _finite(W):  # exact book products (see _finite), cropped as the book's col2im does
+        full = np.empty((N, C, H + 2 * pad, Wd + 2 * pad), dtype=dt)
+        _conv.conv2d_backward_data_kernel(dout, W, stride, 0, full)
+        out[...] = full[:, :, pad : pad + H, pad : pad + Wd]
+        return out
     if _algorithm(op, algorithm, out.shape, W.shape, stride, pad) == "gemm":
         with single_threaded_blas():
             if _pointwise(FH, FW, stride, pad):
@@ -341,6 +366,11 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0, algorithm="aut
                 _gemm.conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out)
     else:
         _conv.conv2d_backward_weight_kernel(x, dout, stride, pad, out)
+    # an inf/NaN in x or dout shows up in out, except in a window made of padding only
+    if not _finite(out) or (
+        _window_in_padding(H, Wd, FH, FW, stride, pad, OH, OW) and not _finite(dout)
+    ):  # redo with the book's exact products (see _finite)
+        _conv.conv2d_backward_weight_kernel(_pad_images(x, pad), dout, stride, 0, out)
     return out
 
 

@@ -116,7 +116,7 @@ def _act(s, act):
         if s <= 0.0:
             return 0.0
         return s
-    return 1.0 / (1.0 + math.exp(-s))
+    return 1.0 / (1.0 + np.exp(-s))  # np.exp: inf, not OverflowError, under NUMBA_DISABLE_JIT
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -394,7 +394,7 @@ def sigmoid_aux_kernel(a, e, omz):
     R, C = a.shape
     for r in prange(R):
         for c in range(C):
-            v = math.exp(-a[r, c])
+            v = np.exp(-a[r, c])
             e[r, c] = v
             omz[r, c] = v / (1.0 + v) if v < np.inf else 1.0
 

@@ -207,6 +207,51 @@ def test_conv2d_all_ops_hypothesis(geom, algorithm):
     assert_close(F.conv2d_backward_bias(dout), R.conv2d_backward_bias(up(dout)), dtype)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("pad", [0, 1, 4])
+@pytest.mark.parametrize("where", ["x", "W", "dout"])
+def test_conv2d_inf_nan_like_reference(where, pad, algorithm, rng):
+    """One inf and one NaN in x, W or dout: every op gives the book's NaN/inf pattern exactly.
+
+    The book multiplies padding zeros (``0 * inf = NaN``); the direct kernels skip padded taps and
+    the gemm kernels multiply extra zero columns, so without care NaN appears or goes missing
+    next to the padding and at row ends (even with pad 0).
+    """
+    xs, ws = (2, 2, 6, 7), (3, 2, 3, 3)
+    x, W = rng.standard_normal(xs), rng.standard_normal(ws)
+    OH, OW = xs[2] + 2 * pad - 2, xs[3] + 2 * pad - 2
+    dout = rng.standard_normal((2, 3, OH, OW))
+    a = {"x": x, "W": W, "dout": dout}[where]
+    a[0, 0, 0, 0] = np.inf  # a corner: next to the padding
+    a[1, 1, 2, 0] = -np.inf  # row start: reached by the previous row's extra gemm columns
+    a[1, 0, 1, -1] = np.nan
+    b = np.zeros(3)
+    with np.errstate(all="ignore"):
+        pairs = [
+            (F.conv2d(x, W, b, 1, pad, algorithm), R.conv2d_forward(x, W, b, 1, pad)),
+            (F.conv2d_backward_data(dout, W, xs, 1, pad, algorithm),
+             R.conv2d_backward_data(dout, W, xs, 1, pad)),
+            (F.conv2d_backward_weight(x, dout, ws, 1, pad, algorithm),
+             R.conv2d_backward_weight(x, dout, ws[2:], 1, pad)),
+        ]
+    for got, want in pairs:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_conv2d_backward_weight_inf_in_an_all_padding_window(algorithm):
+    """pad >= filter: an output position sees only padding; the book still gives 0 * inf = NaN."""
+    x = np.ones((1, 1, 2, 2))
+    dout = np.zeros((1, 1, 6, 6))
+    dout[0, 0, 0, 0] = np.inf  # its 1x1 window is padding only
+    with np.errstate(all="ignore"):
+        got = F.conv2d_backward_weight(x, dout, (1, 1), 1, 2, algorithm)
+        want = R.conv2d_backward_weight(x, dout, (1, 1), 1, 2)
+    assert np.isnan(want).all()
+    np.testing.assert_array_equal(got, want)
+
+
 @HYP
 @given(conv_geometry())
 def test_im2col_col2im_hypothesis(geom):
