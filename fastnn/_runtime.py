@@ -79,6 +79,9 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         F.softmax_cross_entropy_with_grad(rows, labels)
         F.softmax_cross_entropy(rows, labels)
         F.softmax(rows)
+        for xr in (rows, rows[:4]):  # softmax regression: parallel and serial
+            F.linear_softmax_cross_entropy_with_grad(xr, rows[0].reshape(64, 1), rows[0, :1],
+                                                     labels[: xr.shape[0]])
         _warm_optimizers(big)
         bigm = rows.reshape(64, -1)
         bo, bxn, bmu, bvar, bstd = F.batch_norm_train(bigm, bigm[0], bigm[0])

@@ -16,6 +16,7 @@ Reference semantics: :mod:`fastnn.reference`. Shape names: N, C, H, W, FN, FH, F
 from __future__ import annotations
 
 import numpy as np
+from numba import get_num_threads as _numba_threads
 
 from . import _checks as ck
 from ._blas import single_threaded_blas
@@ -42,6 +43,7 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_with_grad",
+    "linear_softmax_cross_entropy_with_grad",
     "relu",
     "relu_backward",
     "sigmoid",
@@ -562,18 +564,27 @@ def _loss_inputs(op, x, t, eps):
     ``y - t`` follows NumPy promotion), or an empty ``(0, K)`` array for integer labels.
     """
     x, t, one_hot = _logits_and_target(op, x, t)
+    eps = _loss_eps(op, eps)
+    dt = ck.result_dtype(op, x=x)
+    labels, dense = _targets(op, t, one_hot, x.shape, dt)
+    return ck.as_float(x, dt), labels, dense, dt, eps
+
+
+def _loss_eps(op, eps):
     eps = float(eps)
     if not (eps >= 0):
         raise ValueError(f"{op}: eps must be >= 0, got {eps}")
-    N, K = x.shape
-    dt = ck.result_dtype(op, x=x)
+    return eps
+
+
+def _targets(op, t, one_hot, shape, dt):
+    """``(labels, dense_t)``: intp labels (the argmax of a one-hot ``t``) and the dense target
+    in its own dtype, or an empty ``(0, K)`` array of ``dt`` for integer labels."""
+    N, K = shape
     if one_hot:
         dense = ck.as_float(t, ck.result_dtype(op, t=t))
-        labels = np.ascontiguousarray(np.argmax(dense, axis=1), dtype=np.intp)
-    else:
-        labels = ck.as_labels(op, t, N, K)
-        dense = np.empty((0, K), dtype=dt)
-    return ck.as_float(x, dt), labels, dense, dt, eps
+        return np.ascontiguousarray(np.argmax(dense, axis=1), dtype=np.intp), dense
+    return ck.as_labels(op, t, N, K), np.empty((0, K), dtype=dt)
 
 
 def softmax_cross_entropy(x, t, eps=CROSS_ENTROPY_EPS):
@@ -683,6 +694,78 @@ def softmax_cross_entropy_backward(y, t):
 def _flat_float(op, name, x):
     x = ck.as_array(op, name, x)
     return ck.as_float(x, ck.result_dtype(op, **{name: x}))
+
+
+def linear_softmax_cross_entropy_with_grad(x, W, b, t, eps=CROSS_ENTROPY_EPS):
+    """Softmax regression's loss and gradients in one kernel: logits ``z = x @ W + b``, the
+    mean softmax cross-entropy of ``z`` (as :func:`softmax_cross_entropy_with_grad`) and
+    ``dW = x.T @ dz``, ``db = dz.sum(0)`` with ``dz = (softmax(z) - t) / N``.
+
+    With few classes BLAS runs the two skinny products far below peak; the kernel computes
+    the logits as blocked dot products of contiguous rows and the weight gradient as a
+    vectorised sum over the batch, with no ``(N, D)`` temporary. Everything is computed in
+    the dtype NumPy promotion gives ``x``, ``W`` and ``b`` (a one-hot ``t`` is cast to it).
+
+    Parameters
+    ----------
+    x : array_like
+        Inputs.
+    W, b : array_like
+        Weights and bias.
+    t : array_like
+        Integer labels ``(N,)`` / ``(N, 1)``, or one-hot ``(N, K)``.
+    eps : float, default 1e-7
+        Loss mode, as for :func:`softmax_cross_entropy` (``0``: exact log-sum-exp).
+
+    Returns
+    -------
+    loss : scalar
+    z : ndarray
+        The logits.
+    dW, db : ndarray
+        Gradients of the loss.
+
+    Shape
+    -----
+    x: (N, D), W: (D, K), b: (K,), t: (N,) / (N, 1) / (N, K) -> loss: (), z: (N, K),
+    dW: (D, K), db: (K,).
+    """
+    op = "linear_softmax_cross_entropy_with_grad"
+    x = ck.as_array(op, "x", x)
+    W = ck.as_array(op, "W", W)
+    b = ck.as_array(op, "b", b)
+    ck.check_ndim(op, "x", x, 2, "(N, D)")
+    ck.check_ndim(op, "W", W, 2, "(D, K)")
+    N, D = x.shape
+    K = W.shape[1]
+    if W.shape[0] != D or N == 0 or K == 0:
+        raise ValueError(f"{op}: x {x.shape} and W {W.shape} do not give (N, D) @ (D, K) with "
+                         f"N, K > 0")
+    if b.shape != (K,):
+        raise ValueError(f"{op}: bias b must have shape ({K},) (one per class), got {b.shape}")
+    eps = _loss_eps(op, eps)
+    t = ck.as_array(op, "t", t)
+    one_hot = t.size == N * K  # the book's rule
+    if one_hot:
+        t = t.reshape(N, K)
+    elif t.ndim == 0 and N == 1:
+        t = t.reshape(1)
+    dt = ck.result_dtype(op, x=x, W=W, b=b)
+    labels, dense = _targets(op, t, one_hot, (N, K), dt)
+    x, b = ck.as_float(x, dt), ck.as_float(b, dt)
+    WT = np.ascontiguousarray(W.T, dtype=dt)
+    dense = ck.as_float(dense, dt)
+    z = np.empty((N, K), dtype=dt)
+    dz = np.empty((N, K), dtype=dt)
+    row_loss = np.empty(N, dtype=dt)
+    dW = np.empty((D, K), dtype=dt)
+    db = np.empty(K, dtype=dt)
+    args = (x, WT, b, labels, dense, dt.type(eps), z, dz, row_loss, dW, db)
+    if x.size <= SERIAL_MAX_SIZE:
+        loss = _softmax.linear_softmax_cross_entropy_fused_serial_kernel(*args)
+    else:
+        loss = _softmax.linear_softmax_cross_entropy_fused_kernel(*args, _numba_threads())
+    return dt.type(loss), z, dW, db
 
 
 def relu(x):

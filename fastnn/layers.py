@@ -143,6 +143,10 @@ class SoftmaxWithLoss:
         self.loss, self._dx = F.softmax_cross_entropy_with_grad(x, t, self.eps)
         return self.loss
 
+    def _record(self, x, t, loss, dx):
+        """The state ``forward(x, t)`` leaves, for a caller that computed it (fused) itself."""
+        self.t, self._x, self._y, self.loss, self._dx = t, x, None, loss, dx
+
     def backward(self, dout=1):
         dx, self._dx = self._dx, None
         if dx is None:  # a second backward of the same forward: recompute from y

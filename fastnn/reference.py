@@ -305,6 +305,26 @@ def softmax_cross_entropy_backward(y, t):
     return dx / N
 
 
+def linear_softmax_cross_entropy(x, W, b, t, eps=CROSS_ENTROPY_EPS):
+    """Softmax regression's loss and gradients: ``Affine`` then ``SoftmaxWithLoss``, forward
+    and backward (d2l 3.6).
+
+    Returns
+    -------
+    loss, z, dW, db
+        Mean loss, logits ``x @ W + b`` and the gradients of the loss w.r.t. ``W`` and ``b``.
+
+    Shape
+    -----
+    x: (N, D), W: (D, K), b: (K,), t: labels (N,) / (N, 1) or one-hot (N, K) ->
+    loss: (), z: (N, K), dW: (D, K), db: (K,).
+    """
+    z = np.dot(x, W) + b
+    loss, y = softmax_cross_entropy_forward(z, t, eps)
+    dz = softmax_cross_entropy_backward(y, t)
+    return loss, z, np.dot(x.T, dz), np.sum(dz, axis=0)
+
+
 # --------------------------------------------------------------------------- element-wise
 def relu_forward(x):
     """ReLU; returns ``(out, mask)`` with the book's mask ``x <= 0``."""

@@ -197,3 +197,154 @@ def softmax_cross_entropy_backward_dense_kernel(y, t, out):
     for i in prange(N):
         for j in range(K):
             out[i, j] = (y[i, j] - t[i, j]) / n
+
+
+# --------------------------------------------------------------------------- affine + softmax-CE
+# Softmax regression's whole gradient (d2l 3.6) in one kernel: logits z = x @ W + b, the fused
+# loss and dz = (softmax(z) - t) / N of _fused_rows, then dW = x.T @ dz and db = sum(dz). With
+# 10 classes BLAS runs these skinny products at ~35 GFLOP/s; here the logits are dot products
+# of contiguous rows (x[i] . WT[k]) and the weight gradient is an axpy over features, 4 rows at
+# a time. Rows of z/dz belong to one prange iteration, columns of dW to another: each output
+# element is summed in a fixed order, so results do not depend on the thread count.
+_FEATURE_ALIGN = 16  # feature blocks of the weight gradient are multiples of this
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _dot(a, w):
+    """``sum(a * w)`` for two contiguous rows (reassociated: vectorised, fixed order)."""
+    acc = a.dtype.type(0)
+    for j in range(a.shape[0]):
+        acc += a[j] * w[j]
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _dot_4x2(x0, x1, x2, x3, w, v):
+    """The 8 dot products of rows ``x0..x3`` with ``w`` and ``v``: each loaded value is used
+    2 or 4 times (measured 1.4x faster than one dot at a time at D=784)."""
+    a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = w.dtype.type(0)
+    for j in range(w.shape[0]):
+        wj, vj = w[j], v[j]
+        c0, c1, c2, c3 = x0[j], x1[j], x2[j], x3[j]
+        a0 += c0 * wj
+        a1 += c1 * wj
+        a2 += c2 * wj
+        a3 += c3 * wj
+        b0 += c0 * vj
+        b1 += c1 * vj
+        b2 += c2 * vj
+        b3 += c3 * vj
+    return a0, a1, a2, a3, b0, b1, b2, b3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _affine_rows(x, WT, b, z, i0, i1):
+    """``z[i] = WT @ x[i] + b`` for rows ``i0 <= i < i1``: 4 rows x 2 outputs at a time."""
+    K = WT.shape[0]
+    i = i0
+    while i + 4 <= i1:
+        x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        k = 0
+        while k + 2 <= K:
+            a0, a1, a2, a3, c0, c1, c2, c3 = _dot_4x2(x0, x1, x2, x3, WT[k], WT[k + 1])
+            bk, bl = b[k], b[k + 1]
+            z[i, k], z[i + 1, k], z[i + 2, k], z[i + 3, k] = a0 + bk, a1 + bk, a2 + bk, a3 + bk
+            z[i, k + 1], z[i + 1, k + 1] = c0 + bl, c1 + bl
+            z[i + 2, k + 1], z[i + 3, k + 1] = c2 + bl, c3 + bl
+            k += 2
+        if k < K:
+            for r in range(i, i + 4):
+                z[r, k] = _dot(x[r], WT[k]) + b[k]
+        i += 4
+    for r in range(i, i1):
+        for k in range(K):
+            z[r, k] = _dot(x[r], WT[k]) + b[k]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _affine_loss_rows(x, WT, b, labels, t, eps, z, dz, row_loss, i0, i1):
+    _affine_rows(x, WT, b, z, i0, i1)
+    _fused_rows(z, labels, t, eps, dz, row_loss, i0, i1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _weight_grad_cols(x, dz, dW, acc, c0, c1):
+    """``dW[c0:c1] = x[:, c0:c1].T @ dz``; ``acc`` is ``(K, >= c1 - c0)`` scratch."""
+    N, K = dz.shape
+    w = c1 - c0
+    zero = x.dtype.type(0)
+    for k in range(K):
+        for j in range(w):
+            acc[k, j] = zero
+    r = 0
+    while r + 4 <= N:
+        x0, x1, x2, x3 = x[r, c0:c1], x[r + 1, c0:c1], x[r + 2, c0:c1], x[r + 3, c0:c1]
+        for k in range(K):
+            g0, g1, g2, g3 = dz[r, k], dz[r + 1, k], dz[r + 2, k], dz[r + 3, k]
+            a = acc[k]
+            for j in range(w):
+                a[j] += (g0 * x0[j] + g1 * x1[j]) + (g2 * x2[j] + g3 * x3[j])
+        r += 4
+    while r < N:
+        xr = x[r, c0:c1]
+        for k in range(K):
+            g = dz[r, k]
+            a = acc[k]
+            for j in range(w):
+                a[j] += g * xr[j]
+        r += 1
+    for j in range(w):
+        for k in range(K):
+            dW[c0 + j, k] = acc[k, j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _bias_grad(dz, db):
+    for k in range(dz.shape[1]):
+        db[k] = dz.dtype.type(0)
+    for i in range(dz.shape[0]):
+        for k in range(dz.shape[1]):
+            db[k] += dz[i, k]
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def linear_softmax_cross_entropy_fused_kernel(x, WT, b, labels, t, eps, z, dz, row_loss, dW, db,
+                                              nblk):
+    """Softmax regression's loss and gradients: logits ``z = x @ WT.T + b``, ``dz`` as
+    :func:`softmax_cross_entropy_fused_kernel`, ``dW = x.T @ dz``, ``db = dz.sum(0)``.
+
+    ``nblk`` feature blocks (the caller passes its thread count) share the weight gradient.
+    Returns the mean loss.
+
+    Shape
+    -----
+    x: (N, D); WT: (K, D) (the weights transposed); b: (K,); labels: (N,) intp;
+    t: (N, K) or (0, K); z, dz: (N, K); row_loss: (N,); dW: (D, K); db: (K,).
+    """
+    N, D = x.shape
+    K = WT.shape[0]
+    for blk in prange((N + _ROW_BLOCK - 1) // _ROW_BLOCK):
+        _affine_loss_rows(x, WT, b, labels, t, eps, z, dz, row_loss,
+                          blk * _ROW_BLOCK, min(N, (blk + 1) * _ROW_BLOCK))
+    # one feature block per thread: long rows vectorise best (64-wide blocks measured 1.6x
+    # slower); the partition does not change any sum, each column is computed alone
+    nblk = max(1, min(nblk, D // (4 * _FEATURE_ALIGN)))
+    width = (D + nblk - 1) // nblk
+    width = (width + _FEATURE_ALIGN - 1) // _FEATURE_ALIGN * _FEATURE_ALIGN
+    for blk in prange(nblk):
+        acc = np.empty((K, width), dtype=x.dtype)
+        _weight_grad_cols(x, dz, dW, acc, min(D, blk * width), min(D, (blk + 1) * width))
+    _bias_grad(dz, db)
+    return _mean(row_loss)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def linear_softmax_cross_entropy_fused_serial_kernel(x, WT, b, labels, t, eps, z, dz, row_loss,
+                                                     dW, db):
+    """Single-threaded :func:`linear_softmax_cross_entropy_fused_kernel` for small inputs."""
+    N, D = x.shape
+    _affine_loss_rows(x, WT, b, labels, t, eps, z, dz, row_loss, 0, N)
+    acc = np.empty((WT.shape[0], D), dtype=x.dtype)
+    _weight_grad_cols(x, dz, dW, acc, 0, D)
+    _bias_grad(dz, db)
+    return _mean(row_loss)

@@ -207,6 +207,55 @@ def test_conv2d_all_ops_hypothesis(geom, algorithm):
     assert_close(F.conv2d_backward_bias(dout), R.conv2d_backward_bias(up(dout)), dtype)
 
 
+# --------------------------------------------------------------------------- softmax regression
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("eps", [0.0, 1e-7])
+@pytest.mark.parametrize("target", ["labels", "labels_n1", "one_hot"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 2), (7, 33, 3), (256, 784, 10), (130, 67, 11)])
+def test_linear_softmax_cross_entropy_parity(shape, target, eps, dtype, rng):
+    """The fused kernel (serial below SERIAL_MAX_SIZE elements of x, parallel above; odd row
+    and class counts hit the 4x2 blocking remainders) against Affine + SoftmaxWithLoss."""
+    N, D, K = shape
+    x, W, b = randn(rng, (N, D), dtype), randn(rng, (D, K), dtype), randn(rng, (K,), dtype)
+    labels = rng.integers(0, K, N)
+    t = {"labels": labels, "labels_n1": labels.reshape(N, 1),
+         "one_hot": np.eye(K, dtype=dtype)[labels]}[target]
+    got = F.linear_softmax_cross_entropy_with_grad(x, W, b, t, eps)
+    want = R.linear_softmax_cross_entropy(up(x), up(W), up(b), t, eps)
+    for g, w in zip(got, want):
+        assert_close(g, w, dtype)
+
+
+def test_linear_softmax_cross_entropy_thread_invariant(rng, restore_threads):
+    x, W, b = randn(rng, (300, 200)), randn(rng, (200, 7)), randn(rng, (7,))
+    t = rng.integers(0, 7, 300)
+    numba.set_num_threads(1)
+    one = F.linear_softmax_cross_entropy_with_grad(x, W, b, t, 0.0)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    many = F.linear_softmax_cross_entropy_with_grad(x, W, b, t, 0.0)
+    for a, c in zip(one, many):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_linear_softmax_cross_entropy_errors():
+    f = F.linear_softmax_cross_entropy_with_grad
+    x, W, b, t = np.ones((4, 3)), np.ones((3, 2)), np.ones(2), np.zeros(4, int)
+    with pytest.raises(ValueError, match="linear_softmax_cross_entropy_with_grad.*x \\(4, 3\\)"):
+        f(x, np.ones((5, 2)), b, t)
+    with pytest.raises(ValueError, match="linear_softmax_cross_entropy_with_grad.*bias"):
+        f(x, W, np.ones(3), t)
+    with pytest.raises(ValueError, match="linear_softmax_cross_entropy_with_grad"):
+        f(x, W, b, np.array([0, 1, 2, 0]))  # label 2 out of range for K=2
+    with pytest.raises(ValueError, match="linear_softmax_cross_entropy_with_grad"):
+        f(x, W, b, t, eps=-1)
+    with pytest.raises((TypeError, ValueError), match="linear_softmax_cross_entropy_with_grad"):
+        f(x, W, b, np.full(4, 0.5))  # labels that are not integers
+    with pytest.raises(TypeError, match="linear_softmax_cross_entropy_with_grad"):
+        f(x, W, b, np.zeros(4, bool))
+    with pytest.raises(ValueError, match="linear_softmax_cross_entropy_with_grad"):
+        f(np.ones(3), W, b, t)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("pad", [0, 1, 4])
 @pytest.mark.parametrize("where", ["x", "W", "dout"])

@@ -20,6 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import functional as F
 from ..layers import Affine, SoftmaxWithLoss
 from ._base import (
     NetBase,
@@ -341,6 +342,38 @@ class SoftmaxRegression(_AffineNet):
         numpy.float64
         """
         return accuracy("SoftmaxRegression.accuracy", self.predict, x, t)
+
+    def gradient(self, x, t):
+        """Gradients of :meth:`loss` by backpropagation, in one fused kernel.
+
+        :func:`fastnn.functional.linear_softmax_cross_entropy_with_grad` computes the logits,
+        the loss and both gradients in one call (no BLAS, no ``(N, D)`` temporary). The layers
+        are left as the book's forward + backward leaves them: ``layers['Affine']`` holds
+        ``x``, ``dW`` and ``db``; ``last_layer`` holds ``loss``, ``t`` and (lazily) ``y``.
+
+        Parameters
+        ----------
+        x : ndarray
+            Inputs ``(N, num_inputs)`` or ``(N, ...)``.
+        t : ndarray
+            Labels ``(N,)`` / ``(N, 1)`` or one-hot ``(N, num_outputs)``.
+
+        Returns
+        -------
+        dict
+            ``'W'`` and ``'b'``, in the parameters' dtype.
+        """
+        affine = self.layers["Affine"]
+        shape = np.shape(x)
+        x2 = np.reshape(x, (shape[0], -1)) if len(shape) >= 2 else x
+        if np.ndim(x2) != 2 or np.shape(x2)[1] != self.num_inputs:
+            return super().gradient(x, t)  # Affine.forward raises the clear error
+        loss, z, dW, db = F.linear_softmax_cross_entropy_with_grad(
+            x2, affine.W, affine.b, t, self.last_layer.eps
+        )
+        affine.x, affine.original_x_shape, affine.dW, affine.db = x2, shape, dW, db
+        self.last_layer._record(z, t, loss, None)
+        return {"W": affine.dW, "b": affine.db}
 
 
 def _check_eps(op, eps):
