@@ -434,6 +434,21 @@ def test_softmax_cross_entropy(g, data, eps):
     expect("softmax_cross_entropy_with_grad",
            lambda: F.softmax_cross_entropy_with_grad(x, t, eps), ref_g, x)
 
+    # softmax regression's fused gradient: x as (N, D=K) inputs, a square (K, K) W, bias (K,)
+    Wl = data.draw(arrays((K, K)))
+    bl = data.draw(arrays((K,)))
+
+    def ref_l(got, dt):
+        assert _ref_labels_ok(t, N, K), f"accepted bad labels {t!r}"
+        tt = np.asarray(t)
+        tt = ff(tt, dt) if tt.size == N * K else tt
+        want = R.linear_softmax_cross_entropy(ff(x, dt), ff(Wl, dt), ff(bl, dt), tt, eps)
+        for g_, w_, name in zip(got, want, ("loss", "z", "dW", "db")):
+            close(np.asarray(g_), np.asarray(w_, dtype=dt), dt, name)
+
+    expect("linear_softmax_cross_entropy_with_grad",
+           lambda: F.linear_softmax_cross_entropy_with_grad(x, Wl, bl, t, eps), ref_l, x, Wl, bl)
+
 
 @FUZZ
 @given(g=loss_geom, data=st.data())
