@@ -527,13 +527,20 @@ def _logits_and_target(op, x, t):
         raise ValueError(f"{op}: empty batch, x has shape {x.shape}")
     if K == 0:
         raise ValueError(f"{op}: x has no classes, shape {x.shape}")
-    one_hot = t.size == x.size  # the book's rule (also for K == 1)
+    t, one_hot = _target_shape(t, N, K)
+    return x, t, one_hot
+
+
+def _target_shape(t, N, K):
+    """``(t, is_one_hot)``: one-hot by the book's rule ``t.size == N*K`` (also for K == 1),
+    reshaped to ``(N, K)``; a 0-d label of a single sample as ``(1,)``."""
+    one_hot = t.size == N * K
     if one_hot:
-        if t.shape != x.shape:
-            t = t.reshape(x.shape)
+        if t.shape != (N, K):
+            t = t.reshape(N, K)
     elif t.ndim == 0 and N == 1:
         t = t.reshape(1)
-    return x, t, one_hot
+    return t, one_hot
 
 
 def cross_entropy(y, t, eps=CROSS_ENTROPY_EPS):
@@ -744,12 +751,7 @@ def linear_softmax_cross_entropy_with_grad(x, W, b, t, eps=CROSS_ENTROPY_EPS):
     if b.shape != (K,):
         raise ValueError(f"{op}: bias b must have shape ({K},) (one per class), got {b.shape}")
     eps = _loss_eps(op, eps)
-    t = ck.as_array(op, "t", t)
-    one_hot = t.size == N * K  # the book's rule
-    if one_hot:
-        t = t.reshape(N, K)
-    elif t.ndim == 0 and N == 1:
-        t = t.reshape(1)
+    t, one_hot = _target_shape(ck.as_array(op, "t", t), N, K)
     dt = ck.result_dtype(op, x=x, W=W, b=b)
     labels, dense = _targets(op, t, one_hot, (N, K), dt)
     x, b = ck.as_float(x, dt), ck.as_float(b, dt)
