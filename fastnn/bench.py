@@ -11,8 +11,11 @@ forward pass plus the data, weight and bias gradients) with
 * a ``fastnn`` callable: the same work through :mod:`fastnn.functional`;
 * an optional ``torch`` callable (``torch.nn.functional`` forward + autograd backward), present
   only when ``import torch`` succeeds; torch is never required;
-* named input shapes (:data:`SHAPE_NAMES`): ``"tiny"`` for correctness tests, ``"book"`` for
-  the MNIST networks of the book at batch 100, ``"large"`` for ImageNet-like layers;
+* named input shapes: every case has ``"tiny"`` for correctness tests, ``"book"`` for the MNIST
+  networks of the book at batch 100 and ``"large"`` for ImageNet-like layers
+  (:data:`SHAPE_NAMES`); some add the rest of the shape set their performance targets are
+  stated on (e.g. the six DeepConvNet layers as ``"deep1"`` ... ``"deep6"``). The group name
+  ``"all"`` (:data:`ALL_SHAPES`) selects every shape of a case except ``"tiny"``;
 * ``make(shape, dtype)``: the arguments, drawn from a fixed seed;
 * ``work(shape, dtype)``: floating-point operations (convolution) or bytes moved (memory-bound
   ops), so reports can show GFLOP/s or GB/s.
@@ -47,11 +50,15 @@ __all__ = [
     "CASES",
     "CASE_KEYS",
     "SHAPE_NAMES",
+    "ALL_SHAPES",
     "DEFAULT_SHAPES",
     "ASV_SHAPES",
     "IMPLEMENTATIONS",
     "SEED",
     "get_case",
+    "shape_names",
+    "asv_shapes",
+    "geometric_means",
     "torch_available",
     "available_implementations",
     "outputs_close",
@@ -63,6 +70,8 @@ __all__ = [
 SEED = 1234
 #: Shape names every case defines, smallest first.
 SHAPE_NAMES = ("tiny", "book", "large")
+#: Group name selecting every shape of each case except ``"tiny"``.
+ALL_SHAPES = "all"
 #: Shapes timed by ``fastnn bench`` when none are named.
 DEFAULT_SHAPES = ("book",)
 #: Shapes of the asv benchmarks (the book's MNIST shapes and a larger one).
@@ -105,7 +114,8 @@ class Case:
     op : str
         Display name, e.g. ``"conv2d fwd+bwd"``.
     shapes : dict of str to Shape
-        The named shapes (every name of :data:`SHAPE_NAMES`).
+        The named shapes: every name of :data:`SHAPE_NAMES`, then any further shapes of the
+        issue's shape set, in report order.
     maker : callable
         ``maker(rng, dtype, **params) -> tuple`` of arguments.
     reference, fastnn : callable
@@ -131,6 +141,10 @@ class Case:
     torch_factory: Callable[[Any], Callable[..., Any]] | None = None
     note: str = ""
     _torch_fn: list = field(default_factory=list, repr=False, compare=False)
+
+    def shape_names(self, include_tiny=False):
+        """The case's shape names in table order (``"tiny"`` only if ``include_tiny``)."""
+        return tuple(n for n in self.shapes if include_tiny or n != "tiny")
 
     def shape(self, name):
         """Return the :class:`Shape` called ``name``.
@@ -358,6 +372,25 @@ _CONV_SHAPES = {
                   "x(100,1,28,28) W(30,1,5,5)"),
     "large": Shape(dict(N=32, C=64, H=56, W=56, FN=64, FH=3, FW=3, stride=1, pad=1),
                    "x(32,64,56,56) W(64,64,3,3) p1", small=False),
+    # the rest of the convolution shape set: DeepConvNet's six layers at batch 100, a
+    # stride-2 downsampling layer and a pointwise one ("book" is SimpleConvNet's conv1,
+    # "large" a ResNet 3x3 layer)
+    "deep1": Shape(dict(N=100, C=1, H=28, W=28, FN=16, FH=3, FW=3, stride=1, pad=1),
+                   "x(100,1,28,28) W(16,1,3,3) p1"),
+    "deep2": Shape(dict(N=100, C=16, H=28, W=28, FN=16, FH=3, FW=3, stride=1, pad=1),
+                   "x(100,16,28,28) W(16,16,3,3) p1"),
+    "deep3": Shape(dict(N=100, C=16, H=14, W=14, FN=32, FH=3, FW=3, stride=1, pad=1),
+                   "x(100,16,14,14) W(32,16,3,3) p1"),
+    "deep4": Shape(dict(N=100, C=32, H=14, W=14, FN=32, FH=3, FW=3, stride=1, pad=2),
+                   "x(100,32,14,14) W(32,32,3,3) p2"),
+    "deep5": Shape(dict(N=100, C=32, H=8, W=8, FN=64, FH=3, FW=3, stride=1, pad=1),
+                   "x(100,32,8,8) W(64,32,3,3) p1"),
+    "deep6": Shape(dict(N=100, C=64, H=8, W=8, FN=64, FH=3, FW=3, stride=1, pad=1),
+                   "x(100,64,8,8) W(64,64,3,3) p1"),
+    "stride2": Shape(dict(N=32, C=64, H=56, W=56, FN=128, FH=3, FW=3, stride=2, pad=1),
+                     "x(32,64,56,56) W(128,64,3,3) s2 p1", small=False),
+    "pointwise": Shape(dict(N=32, C=256, H=14, W=14, FN=64, FH=1, FW=1),
+                       "x(32,256,14,14) W(64,256,1,1)", small=False),
 }
 
 #: Pointwise (1x1) convolutions: the gemm path multiplies the images in place (no panel).
@@ -480,6 +513,13 @@ _POOL_SHAPES = {
                   "x(100,30,24,24) 2x2 s2"),
     "large": Shape(dict(N=32, C=64, H=112, W=112, ph=3, pw=3, stride=2, pad=1),
                    "x(32,64,112,112) 3x3 s2 p1", small=False),
+    # DeepConvNet's three pooling layers
+    "deep_pool1": Shape(dict(N=100, C=16, H=28, W=28, ph=2, pw=2, stride=2, pad=0),
+                        "x(100,16,28,28) 2x2 s2"),
+    "deep_pool2": Shape(dict(N=100, C=32, H=16, W=16, ph=2, pw=2, stride=2, pad=0),
+                        "x(100,32,16,16) 2x2 s2"),
+    "deep_pool3": Shape(dict(N=100, C=64, H=8, W=8, ph=2, pw=2, stride=2, pad=0),
+                        "x(100,64,8,8) 2x2 s2"),
 }
 
 
@@ -528,11 +568,14 @@ def _sce_torch(torch):
 
 
 def _sce_shapes(one_hot):
-    return {
+    shapes = {
         "tiny": Shape(dict(N=3, K=5, one_hot=one_hot), "x(3,5)"),
         "book": Shape(dict(N=100, K=10, one_hot=one_hot), "x(100,10)"),
         "large": Shape(dict(N=4096, K=1000, one_hot=one_hot), "x(4096,1000)", small=True),
     }
+    if not one_hot:  # a language-model vocabulary (labels only: one-hot would be 65 MB)
+        shapes["vocab"] = Shape(dict(N=256, K=32000, one_hot=False), "x(256,32000)", small=False)
+    return shapes
 
 
 # --------------------------------------------------------------------------- element-wise
@@ -598,6 +641,87 @@ _EW_SHAPES = {
     "tiny": Shape(dict(shape=(2, 3, 4, 5)), "x(2,3,4,5)"),
     "book": Shape(dict(shape=(100, 30, 24, 24)), "x(100,30,24,24)"),
     "large": Shape(dict(shape=(32, 64, 56, 56)), "x(32,64,56,56)", small=False),
+    "fc": Shape(dict(shape=(100, 100)), "x(100,100)"),  # a fully connected layer
+}
+
+
+# Dropout: the book's mask np.random.rand(*x.shape) > ratio from NumPy's global RNG, so each
+# implementation reseeds it first (the same cost on both sides) and draws the same mask.
+_DROPOUT_RATIO = 0.5
+
+
+def _dropout_reference(x, dout):
+    np.random.seed(SEED)
+    out, mask = R.dropout_forward(x, _DROPOUT_RATIO)
+    return out, mask, R.dropout_backward(dout, mask)
+
+
+def _dropout_fastnn(x, dout):
+    np.random.seed(SEED)
+    out, mask = F.dropout(x, _DROPOUT_RATIO)
+    return out, mask, F.dropout_backward(dout, mask)
+
+
+def _dropout_torch(torch):
+    def dropout(x, dout):
+        # torch draws its own mask and scales by 1 / (1 - p) (inverted dropout): same work,
+        # different numbers, so nothing is compared
+        xt = _t(torch, x, True)
+        out = torch.nn.functional.dropout(xt, _DROPOUT_RATIO, training=True)
+        out.backward(_t(torch, dout))
+        return None, None, None
+
+    return dropout
+
+
+def _dropout_work(itemsize, shape):
+    # as ReLU: x in, out and a 1-byte mask out; dout and the mask in, dx out (the RNG's 8-byte
+    # draws are not counted)
+    return _relu_work(itemsize, shape)
+
+
+def _bn_make(rng, dt, N, D):
+    x = _randn(rng, dt, (N, D), 2.0) + dt.type(0.5)
+    gamma = (1.0 + 0.1 * rng.standard_normal(D)).astype(dt)
+    beta = _randn(rng, dt, (D,), 0.1)
+    return x, gamma, beta, _randn(rng, dt, (N, D))
+
+
+def _bn_work(itemsize, N, D):
+    # forward reads x, writes out and xn; backward reads dout and xn, writes dx
+    return float(6 * N * D * itemsize)
+
+
+def _bn_reference(x, gamma, beta, dout):
+    out, xn, _, _, std = R.batch_norm_train(x, gamma, beta)
+    dx, dgamma, dbeta = R.batch_norm_backward(dout, xn, std, gamma)
+    return out, dx, dgamma, dbeta
+
+
+def _bn_fastnn(x, gamma, beta, dout):
+    out, xn, _, _, std = F.batch_norm_train(x, gamma, beta)
+    dx, dgamma, dbeta = F.batch_norm_backward(dout, xn, std, gamma)
+    return out, dx, dgamma, dbeta
+
+
+def _bn_torch(torch):
+    tf = torch.nn.functional
+
+    def bn(x, gamma, beta, dout):
+        xt, gt, bt = _t(torch, x, True), _t(torch, gamma, True), _t(torch, beta, True)
+        out = tf.batch_norm(xt, None, None, gt, bt, training=True, eps=R.BATCHNORM_EPS)
+        out.backward(_t(torch, dout))
+        return out.detach().numpy(), xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
+
+    return bn
+
+
+# the book's BatchNormalization flattens a conv output (N, C, H, W) to (N, C*H*W) features
+_BN_SHAPES = {
+    "tiny": Shape(dict(N=4, D=6), "x(4,6)"),
+    "book": Shape(dict(N=100, D=30 * 24 * 24), "x(100,30,24,24) as (100,17280)"),
+    "large": Shape(dict(N=32, D=64 * 56 * 56), "x(32,64,56,56) as (32,200704)", small=False),
+    "fc": Shape(dict(N=100, D=100), "x(100,100)"),
 }
 
 
@@ -802,6 +926,16 @@ CASES: tuple[Case, ...] = (
         _sigmoid_fastnn, _sigmoid_work, "B", _sigmoid_torch, "the book's Sigmoid layer",
     ),
     Case(
+        "dropout", "dropout fwd+bwd", _EW_SHAPES, _ew_make, _dropout_reference,
+        _dropout_fastnn, _dropout_work, "B", _dropout_torch,
+        "the book's Dropout layer, ratio 0.5, training (mask from np.random.rand)",
+    ),
+    Case(
+        "batchnorm", "batchnorm fwd+bwd", _BN_SHAPES, _bn_make, _bn_reference, _bn_fastnn,
+        _bn_work, "B", _bn_torch,
+        "the book's BatchNormalization, training forward + backward (per-feature statistics)",
+    ),
+    Case(
         "dataloader_epoch", "DataLoader epoch", _LOADER_SHAPES, _loader_make,
         _loader_reference, _loader_fastnn, _loader_work, "B", _loader_torch,
         "one shuffled epoch of mini-batches (d2l's data_iter; fastnn.data.DataLoader)",
@@ -930,7 +1064,9 @@ def run(
     ops : sequence of str, optional
         Case keys or display names (:data:`CASE_KEYS`); all cases when omitted.
     shapes : sequence of str, optional
-        Shape names (:data:`SHAPE_NAMES`); :data:`DEFAULT_SHAPES` (the book's) when omitted.
+        Shape names (:func:`shape_names`), or ``"all"`` for every shape of each case but
+        ``"tiny"``; :data:`DEFAULT_SHAPES` (the book's) when omitted. A case is timed on the
+        named shapes it has (``"deep3"`` only exists for convolutions).
     dtypes : sequence of {'float32', 'float64'}, default both
     repeat : int, optional
         Timed calls per measurement. When omitted it is chosen from ``budget``: as many calls
@@ -969,7 +1105,8 @@ def run(
 
     names = CASE_KEYS if ops is None else _names(ops, _all_op_names(), "op")
     cases = [get_case(o) for o in names]
-    shapes = list(DEFAULT_SHAPES) if shapes is None else _names(shapes, SHAPE_NAMES, "shape")
+    shapes = list(DEFAULT_SHAPES) if shapes is None else _names(
+        shapes, shape_names() + (ALL_SHAPES,), "shape")
     dtypes = [str(_check_dtype(d)) for d in ([dtypes] if isinstance(dtypes, str) else dtypes)]
     if repeat is not None and (isinstance(repeat, bool) or int(repeat) != repeat or repeat < 1):
         raise ValueError(f"bench: repeat must be a positive integer, got {repeat!r}")
@@ -991,7 +1128,7 @@ def run(
         if torch is not None:
             torch.set_num_threads(n_threads)
         for case in cases:
-            for shape in shapes:
+            for shape in _case_shapes(case, shapes):
                 for dtype in dtypes:
                     args = case.make(shape, dtype)
                     res = {
@@ -1029,6 +1166,71 @@ def run(
 
 def _all_op_names():
     return CASE_KEYS + tuple(c.op for c in CASES)
+
+
+def _case_shapes(case, names):
+    """The shapes of ``case`` selected by ``names`` (``"all"`` expanded), in table order."""
+    if ALL_SHAPES in names:
+        names = [n for n in names if n != ALL_SHAPES] + list(case.shape_names())
+    return [n for n in case.shape_names(include_tiny=True) if n in names]
+
+
+def shape_names():
+    """Every shape name of the table: :data:`SHAPE_NAMES`, then the cases' further shapes."""
+    names = list(SHAPE_NAMES)
+    for case in CASES:
+        names += [n for n in case.shapes if n not in names]
+    return tuple(names)
+
+
+def asv_shapes(key):
+    """Shapes of the asv benchmark of case ``key``: :data:`ASV_SHAPES` and its further ones."""
+    case = get_case(key)
+    return tuple(ASV_SHAPES) + tuple(n for n in case.shape_names() if n not in ASV_SHAPES)
+
+
+def geometric_means(results):
+    """Geometric means of the ratios over the shapes of each (op, dtype) timed on several.
+
+    Parameters
+    ----------
+    results : list of dict
+        As returned by :func:`run`.
+
+    Returns
+    -------
+    list of dict
+        One dict per (op, dtype) with at least two results, in table order: ``key``, ``op``,
+        ``dtype``, ``shapes`` (how many), ``speedup`` (geometric mean of reference / fastnn)
+        and ``torch_ratio`` (of torch / fastnn; None unless every shape was timed with
+        torch), plus ``worst_torch_ratio`` (the smallest torch / fastnn) and its shape.
+    """
+    groups = {}
+    for r in results:
+        if "speedup" not in r:
+            r = dict(r)
+            _derive(r)
+        groups.setdefault((r["key"], r["dtype"]), []).append(r)
+
+    def gmean(values):
+        if not values or any(v is None or v <= 0 for v in values):
+            return None
+        return float(np.exp(np.mean(np.log(values))))
+
+    out = []
+    for (key, dtype), rows in groups.items():
+        if len(rows) < 2:
+            continue
+        torch_ratios = [r["torch_ratio"] for r in rows]
+        worst = min(rows, key=lambda r: r["torch_ratio"]) if None not in torch_ratios else None
+        out.append({
+            "key": key, "op": rows[0]["op"], "dtype": dtype, "shapes": len(rows),
+            "speedup": gmean([r["speedup"] for r in rows]),
+            "torch_ratio": gmean(torch_ratios),
+            "worst_torch_ratio": worst["torch_ratio"] if worst else None,
+            "worst_shape": worst["shape"] if worst else None,
+        })
+    return out
 
 
 def _ratio(a, b):
@@ -1074,8 +1276,9 @@ def format_table(results):
 
     Columns: op, shape, dtype, reference and fastnn median times in ms, the speed-up
     (reference / fastnn), torch time and torch / fastnn when torch was timed, and fastnn's
-    throughput in GFLOP/s (convolution) or GB/s (memory-bound ops). A legend of the shape
-    names follows the table.
+    throughput in GFLOP/s (convolution) or GB/s (memory-bound ops). The geometric means of
+    the ratios of every op timed on several shapes (:func:`geometric_means`) and a legend of
+    the shape names follow the table.
 
     Parameters
     ----------
@@ -1115,6 +1318,17 @@ def format_table(results):
 
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(row) for row in rows]
+    means = geometric_means(results)
+    if means:
+        out.append("")
+        out.append("geometric means over the shapes timed:")
+        for m in means:
+            text = (f"  {m['op']} {m['dtype']} ({m['shapes']} shapes): speed-up "
+                    f"{_fmt_ratio(m['speedup'])}")
+            if m["torch_ratio"] is not None:
+                text += (f", torch/fastnn {_fmt_ratio(m['torch_ratio'])} (worst "
+                         f"{_fmt_ratio(m['worst_torch_ratio'])} at {m['worst_shape']})")
+            out.append(text)
     legend = {}
     for r in results:
         legend.setdefault((r["op"], r["shape"]), r.get("shape_desc", ""))

@@ -232,7 +232,8 @@ def build_parser():
         description="Time each op of the benchmark table (fastnn.bench): the book's NumPy "
         "algorithm, fastnn, and PyTorch when it is installed. Medians of repeated runs after "
         "a warm-up call. Ops: " + ", ".join(bench.CASE_KEYS) + ". Shapes: "
-        + ", ".join(bench.SHAPE_NAMES) + " (see --list).",
+        + ", ".join(bench.SHAPE_NAMES) + ", the issues' further shapes (deep1..deep6, "
+        "stride2, pointwise, deep_pool1..3, vocab, fc), or 'all' (see --list).",
     )
     p.add_argument("--ops", nargs="+", metavar="OP", default=None,
                    help="ops to time (default: all; see --list). 'numgrad' adds the nets' "
@@ -557,7 +558,8 @@ def _cmd_bench(args):
             print(f"  {case.key.ljust(width)}  {case.op}: {case.note}")
         print("shapes:")
         for case in bench.CASES:
-            descs = "; ".join(f"{name} {case.shapes[name].desc}" for name in bench.SHAPE_NAMES)
+            descs = "; ".join(f"{name} {case.shapes[name].desc}"
+                              for name in case.shape_names(include_tiny=True))
             print(f"  {case.key.ljust(width)}  {descs}")
         print("numerical gradients (--ops numgrad for all; book settings, float64, reference "
               "estimated from a sample of its loss evaluations):")
@@ -585,10 +587,10 @@ def _cmd_bench(args):
     shapes = None
     if args.shapes is not None:
         shapes = [s for item in args.shapes for s in item.split(",") if s]
+        known = bench.shape_names() + (bench.ALL_SHAPES,)
         for s in shapes:
-            if s not in bench.SHAPE_NAMES:
-                raise CLIError(f"--shapes: unknown shape {s!r}; choose from "
-                               f"{', '.join(bench.SHAPE_NAMES)}")
+            if s not in known:
+                raise CLIError(f"--shapes: unknown shape {s!r}; choose from {', '.join(known)}")
     if args.json is not None:
         _check_output_path("--json", args.json)
     _set_threads(args.threads)

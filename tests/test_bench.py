@@ -26,10 +26,10 @@ DTYPES = ["float32", "float64"]
 def test_table_is_well_formed():
     assert len(bench.CASE_KEYS) == len(set(bench.CASE_KEYS)) == len(bench.CASES)
     expected = {"conv2d", "conv2d_1x1", "im2col", "col2im", "max_pool2d", "softmax_ce", "softmax_ce_onehot",
-                "relu", "sigmoid"}
+                "relu", "sigmoid", "dropout", "batchnorm"}
     assert expected <= set(bench.CASE_KEYS)
     for case in bench.CASES:
-        assert set(case.shapes) == set(bench.SHAPE_NAMES), case.key
+        assert tuple(case.shapes)[:3] == bench.SHAPE_NAMES, case.key
         assert case.unit in ("FLOP", "B")
         assert case.shapes["tiny"].small and case.shapes["book"].small
         assert bench.get_case(case.op) is case
@@ -47,6 +47,65 @@ def test_book_shapes_are_the_books():
     assert t.shape == (100, 10) and np.all(t.sum(axis=1) == 1) and t.dtype == np.float32
     for key in ("relu", "sigmoid"):
         assert bench.get_case(key).make("book", "float32")[0].shape == (100, 30, 24, 24)
+
+
+def test_issue_shape_sets_are_in_the_table():
+    conv = bench.get_case("conv2d")
+    geometry = {(a[0].shape, a[1].shape, a[4], a[5]) for a in
+                (conv.make(n, "float32") for n in conv.shape_names() if n not in ("large",
+                                                                                  "stride2",
+                                                                                  "pointwise"))}
+    assert geometry == {
+        ((100, 1, 28, 28), (30, 1, 5, 5), 1, 0), ((100, 1, 28, 28), (16, 1, 3, 3), 1, 1),
+        ((100, 16, 28, 28), (16, 16, 3, 3), 1, 1), ((100, 16, 14, 14), (32, 16, 3, 3), 1, 1),
+        ((100, 32, 14, 14), (32, 32, 3, 3), 1, 2), ((100, 32, 8, 8), (64, 32, 3, 3), 1, 1),
+        ((100, 64, 8, 8), (64, 64, 3, 3), 1, 1)}
+    assert len(conv.shape_names()) == 10 and "tiny" not in conv.shape_names()
+    p = conv.shape("stride2").params
+    assert (p["N"], p["C"], p["H"], p["FN"], p["stride"], p["pad"]) == (32, 64, 56, 128, 2, 1)
+    assert conv.shape("pointwise").params["C"] == 256
+    pool = bench.get_case("max_pool2d")
+    assert {pool.shape(n).params["C"] for n in pool.shape_names()} == {30, 16, 32, 64}
+    assert bench.get_case("softmax_ce").shape("vocab").params["K"] == 32000
+    for key in ("relu", "sigmoid", "dropout", "batchnorm"):
+        assert "fc" in bench.get_case(key).shapes
+    assert bench.get_case("batchnorm").make("book", "float32")[0].shape == (100, 30 * 24 * 24)
+
+
+_EXTRA_SMALL = [(c.key, n) for c in bench.CASES for n in c.shape_names()
+                if n not in bench.SHAPE_NAMES and c.shapes[n].small]
+
+
+@pytest.mark.parametrize("key, shape", _EXTRA_SMALL)
+def test_reference_and_fastnn_agree_on_further_shapes(key, shape):
+    case = bench.get_case(key)
+    ref = case.reference(*case.make(shape, "float32"))
+    fast = case.fastnn(*case.make(shape, "float32"))
+    ok, msg = bench.outputs_close(ref, fast, "float32")
+    assert ok, f"{key} {shape}: {msg}"
+
+
+def test_shape_selection_and_geometric_means():
+    assert set(bench.SHAPE_NAMES) < set(bench.shape_names())
+    assert {"deep1", "deep6", "stride2", "pointwise", "deep_pool1", "vocab", "fc"} <= set(
+        bench.shape_names())
+    assert bench.asv_shapes("conv2d")[:2] == bench.ASV_SHAPES
+    results = bench.run(ops=["relu", "softmax_ce"], shapes=["fc", "tiny"], dtypes=["float64"],
+                        repeat=2, impls=["fastnn"])
+    assert [(r["key"], r["shape"]) for r in results] == [("relu", "tiny"), ("relu", "fc"),
+                                                        ("softmax_ce", "tiny")]
+    rows = [dict(key="conv2d", op="conv2d fwd+bwd", shape=s, shape_desc=s, dtype="float32",
+                 work=1e9, unit="FLOP", reference_ms=ref, fastnn_ms=1.0, torch_ms=tor)
+            for s, ref, tor in (("a", 2.0, 1.0), ("b", 8.0, 4.0), ("c", 4.0, 0.5))]
+    (m,) = bench.geometric_means(rows)
+    assert m["shapes"] == 3 and m["speedup"] == pytest.approx(4.0)
+    assert m["torch_ratio"] == pytest.approx(2.0 ** (-1 / 3) * 2.0 ** (2 / 3) * 1.0)
+    assert m["worst_torch_ratio"] == 0.5 and m["worst_shape"] == "c"
+    assert bench.geometric_means(rows[:1]) == []
+    text = bench.format_table(rows)
+    assert "geometric means" in text and "speed-up 4.00x" in text and "worst 0.50x at c" in text
+    rows[0]["torch_ms"] = None
+    assert bench.geometric_means(rows)[0]["torch_ratio"] is None
 
 
 @pytest.mark.parametrize("key", bench.CASE_KEYS)
@@ -266,7 +325,8 @@ def test_asv_op_classes_cover_the_table(asv_modules):
         impls, dtypes, shapes = cls.params
         assert impls[:2] == ["reference", "fastnn"]
         assert dtypes == DTYPES
-        assert shapes == list(bench.ASV_SHAPES) and len(shapes) >= 2 and "book" in shapes
+        assert shapes == list(bench.asv_shapes(cls.key)) and shapes[:2] == list(bench.ASV_SHAPES)
+        assert "tiny" not in shapes
         assert cls.param_names == ["impl", "dtype", "shape"]
 
 

@@ -2,8 +2,8 @@
 
 One class per case of :data:`fastnn.bench.CASES`. Parameters: implementation
 (``reference``, ``fastnn``, plus ``torch`` when PyTorch is installed), dtype, and shape name
-(:data:`fastnn.bench.ASV_SHAPES`: the book's MNIST shapes at batch 100 and a larger,
-ImageNet-like one). ``setup`` builds the inputs and makes one untimed call (Numba compiles or
+(:func:`fastnn.bench.asv_shapes`: the book's MNIST shapes at batch 100, a larger,
+ImageNet-like one, and the rest of the case's shape set, e.g. the six DeepConvNet layers). ``setup`` builds the inputs and makes one untimed call (Numba compiles or
 loads its cache there), so ``time_op`` measures steady-state calls only.
 """
 
@@ -23,6 +23,10 @@ class _OpBenchmark:
     timeout = 600
     # The large shapes take up to seconds per call for the reference; a few samples suffice.
     repeat = (1, 5, 30.0)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.params = [_IMPLS, _DTYPES, list(_bench.asv_shapes(cls.key))]
 
     def setup(self, impl, dtype, shape):
         case = _bench.get_case(self.key)
@@ -98,6 +102,18 @@ class Sigmoid(_OpBenchmark):
     """Sigmoid forward + backward."""
 
     key = "sigmoid"
+
+
+class Dropout(_OpBenchmark):
+    """Dropout forward (mask from NumPy's global RNG, as the book) + backward."""
+
+    key = "dropout"
+
+
+class BatchNorm(_OpBenchmark):
+    """BatchNormalization training forward + backward."""
+
+    key = "batchnorm"
 
 
 class DataLoaderEpoch(_OpBenchmark):
