@@ -45,12 +45,62 @@ def _has_nan(plane):
     return nan
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _window_max(plane, y0, x0, ky_lo, ky_hi, pool_w, nan):
+    """``(max, window-local index)`` of one window whose rows ``ky_lo:ky_hi`` are in the image;
+    columns in the padding are skipped. ``nan``: the plane holds NaN (NaN-aware tie rule)."""
+    W = plane.shape[1]
+    kx_lo = max(0, -x0)
+    kx_hi = min(pool_w, W - x0)
+    best = plane[y0 + ky_lo, x0 + kx_lo]
+    best_k = ky_lo * pool_w + kx_lo
+    for ky in range(ky_lo, ky_hi):
+        for kx in range(kx_lo, kx_hi):
+            v = plane[y0 + ky, x0 + kx]
+            # strictly greater keeps the first maximum; a NaN wins once and stays
+            if v > best or (nan and v != v and best == best):
+                best = v
+                best_k = ky * pool_w + kx
+    return best, best_k
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _split_phases(row, s, ph):
+    """``ph[p, i] = row[i*s + p]``: the columns of one input row by phase modulo the stride.
+
+    A window tap at column ``ox*s + off`` of the interior windows is then the contiguous run
+    ``ph[off mod s, ox + off // s]``, so the tap loops below read memory linearly and
+    vectorise (LLVM does not vectorise the strided original).
+    """
+    W = row.shape[0]
+    for p in range(s):
+        dst = ph[p]
+        for i in range((W - p + s - 1) // s):
+            dst[i] = row[i * s + p]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tap_select(src, best, best_k, k, n):
+    """``best[i], best_k[i] = src[i], k`` where ``src[i] > best[i]`` (a later tap wins only if
+    strictly greater: the first maximum is kept). ``best_k`` has the dtype of ``best`` so the
+    two selects have the same vector width."""
+    for i in range(n):
+        v = src[i]
+        b = best[i]
+        take = v > b
+        best[i] = v if take else b
+        best_k[i] = k if take else best_k[i]
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax):
     """Window maxima of ``x`` into ``out`` and their window-local indices into ``argmax``.
 
     Parallel over (n, c) planes. Requires ``pad < pool_h`` and ``pad < pool_w`` (every window
-    then holds at least one real cell).
+    then holds at least one real cell). In a NaN-free plane the windows whose columns lie
+    inside the image are computed tap by tap over a whole output row (:func:`_split_phases`,
+    :func:`_tap_select`); border windows, and every window of a plane holding NaN, one at a
+    time (:func:`_window_max`). Both keep the first maximum in row-major window order.
 
     Shape
     -----
@@ -59,30 +109,50 @@ def max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax):
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
+    s = stride
+    # output columns whose window lies inside the image: x0 = ox*s - pad in [0, W - pool_w]
+    ox_a = min(OW, (pad + s - 1) // s)
+    ox_b = max(ox_a, min(OW, (W - pool_w + pad) // s + 1))
+    n_in = ox_b - ox_a
+    # window-local indices ride in float lanes: exact below 2**24 cells
+    small = pool_h * pool_w <= 16777216
     for t in prange(N * C):
         n = t // C
         c = t - n * C
         plane = x[n, c]
         nan = _has_nan(plane)
+        lo, hi = (OW, OW) if nan or not small else (ox_a, ox_b)
+        ph = np.empty((s, (W + s - 1) // s), dtype=x.dtype)
+        best = np.empty(max(n_in, 1), dtype=x.dtype)
+        best_k = np.empty(max(n_in, 1), dtype=x.dtype)
         for oy in range(OH):
-            y0 = oy * stride - pad
+            y0 = oy * s - pad
             ky_lo = max(0, -y0)
             ky_hi = min(pool_h, H - y0)
-            for ox in range(OW):
-                x0 = ox * stride - pad
-                kx_lo = max(0, -x0)
-                kx_hi = min(pool_w, W - x0)
-                best = plane[y0 + ky_lo, x0 + kx_lo]
-                best_k = ky_lo * pool_w + kx_lo
+            orow = out[n, c, oy]
+            arow = argmax[n, c, oy]
+            if hi > lo:
                 for ky in range(ky_lo, ky_hi):
-                    for kx in range(kx_lo, kx_hi):
-                        v = plane[y0 + ky, x0 + kx]
-                        # strictly greater keeps the first maximum; a NaN wins once and stays
-                        if v > best or (nan and v != v and best == best):
-                            best = v
-                            best_k = ky * pool_w + kx
-                out[n, c, oy, ox] = best
-                argmax[n, c, oy, ox] = best_k
+                    _split_phases(plane[y0 + ky], s, ph)
+                    for kx in range(pool_w):
+                        off = kx - pad
+                        q = off // s
+                        src = ph[off - q * s, ox_a + q : ox_b + q]
+                        k = x.dtype.type(ky * pool_w + kx)
+                        if ky == ky_lo and kx == 0:
+                            best[:n_in] = src
+                            best_k[:n_in] = k
+                        else:
+                            _tap_select(src, best, best_k, k, n_in)
+                for i in range(n_in):
+                    orow[ox_a + i] = best[i]
+                    arow[ox_a + i] = best_k[i]
+            for ox in range(OW):
+                if lo <= ox < hi:
+                    continue
+                v, k = _window_max(plane, y0, ox * s - pad, ky_lo, ky_hi, pool_w, nan)
+                orow[ox] = v
+                arow[ox] = k
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
