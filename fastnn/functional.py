@@ -646,11 +646,26 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
     -----
     x: (N, K) or (K,) -> loss: (), dx: (N, K).
     """
+    fast = _sce_fast_args(x, t, eps)
+    if fast is not None:  # the common case, checked cheaply (a net calls this every step)
+        labels, dense, e = fast
+        dx = np.empty_like(x)
+        kernel = _kernel(
+            _softmax.softmax_cross_entropy_fused_kernel,
+            _softmax.softmax_cross_entropy_fused_serial_kernel,
+            x.size,
+        )
+        row_loss = np.empty(x.shape[0] + 1, dtype=x.dtype)
+        if kernel(x, labels, dense, e, dx, row_loss) == 0:
+            return row_loss[-1], dx
+        # a label out of range: the full validation below raises the error
     x, labels, dense, dt, eps = _loss_inputs("softmax_cross_entropy_with_grad", x, t, eps)
-    row_loss = np.empty(x.shape[0], dtype=dt)
+    row_loss = np.empty(x.shape[0] + 1, dtype=dt)
     if dense.dtype != dt:  # mixed logits/target dtypes: the gradient follows promotion (book)
         y = np.empty_like(x)
-        loss = _softmax.softmax_cross_entropy_forward_kernel(x, labels, dt.type(eps), y, row_loss)
+        loss = _softmax.softmax_cross_entropy_forward_kernel(
+            x, labels, dt.type(eps), y, row_loss[:-1]
+        )
         gdt = np.result_type(dt, dense.dtype)
         dx = np.empty(x.shape, dtype=gdt)
         _softmax.softmax_cross_entropy_backward_dense_kernel(
@@ -663,8 +678,51 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
         _softmax.softmax_cross_entropy_fused_serial_kernel,
         x.size,
     )
-    loss = kernel(x, labels, dense, dt.type(eps), dx, row_loss)
-    return dt.type(loss), dx
+    kernel(x, labels, dense, dt.type(eps), dx, row_loss)  # labels checked above
+    return row_loss[-1], dx
+
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INTP = np.dtype(np.intp)
+# (dtype char, K) -> the (0, K) "no dense target" placeholder (never written);
+# (dtype char, eps) -> eps as a scalar of that dtype. Both save allocations on every call.
+_FAST_CACHE = {}
+
+
+def _sce_fast_args(x, t, eps):
+    """``(labels, dense_t, eps)`` for the fused kernel when the input needs no conversion, else
+    None (the caller then validates in full).
+
+    Accepted: ``x`` a writable C-contiguous float32/float64 ``(N, K)`` ndarray with ``N >= 1``
+    and ``K >= 2``; ``t`` integer labels ``(N,)`` (range-checked by the kernel) or a one-hot
+    ``(N, K)`` ndarray of x's dtype, writable and C-contiguous (its argmax is taken by the
+    kernel); ``eps`` a non-negative Python float or int.
+    """
+    if type(x) is not np.ndarray or type(t) is not np.ndarray or x.ndim != 2:
+        return None
+    dt = x.dtype
+    flags = x.flags
+    if dt not in _FLOAT_DTYPES or not (flags.c_contiguous and flags.writeable):
+        return None
+    N, K = x.shape
+    if N == 0 or K < 2 or type(eps) not in (float, int) or not eps >= 0:
+        return None
+    e = _FAST_CACHE.get((dt.char, eps))
+    if e is None:
+        e = _FAST_CACHE.setdefault((dt.char, eps), dt.type(eps))
+    if t.ndim == 1:
+        if t.shape[0] != N or t.dtype.kind not in "iu":
+            return None
+        labels = t if t.dtype == _INTP and t.flags.c_contiguous else t.astype(np.intp)
+        dense = _FAST_CACHE.get((dt.char, K))
+        if dense is None:
+            dense = _FAST_CACHE.setdefault((dt.char, K), np.empty((0, K), dtype=dt))
+        return labels, dense, e
+    if t.shape == (N, K) and t.dtype == dt:
+        tf = t.flags
+        if tf.c_contiguous and tf.writeable:
+            return np.empty(N, dtype=np.intp), t, e
+    return None
 
 
 def softmax_cross_entropy_backward(y, t):

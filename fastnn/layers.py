@@ -123,6 +123,7 @@ class SoftmaxWithLoss:
         self.t = None
         self._x = None
         self._y = None
+        self._y_given = False
         self._dx = None
 
     @property
@@ -135,23 +136,31 @@ class SoftmaxWithLoss:
     @y.setter
     def y(self, value):
         self._y = value
+        self._y_given = value is not None
 
     def forward(self, x, t):
         self.t = t
         self._x = x
         self._y = None
+        self._y_given = False
         self.loss, self._dx = F.softmax_cross_entropy_with_grad(x, t, self.eps)
         return self.loss
 
     def _record(self, x, t, loss, dx):
         """The state ``forward(x, t)`` leaves, for a caller that computed it (fused) itself."""
         self.t, self._x, self._y, self.loss, self._dx = t, x, None, loss, dx
+        self._y_given = False
 
     def backward(self, dout=1):
         dx, self._dx = self._dx, None
-        if dx is None:  # a second backward of the same forward: recompute from y
-            dx = F.softmax_cross_entropy_backward(self.y, self.t)
-        return dx.reshape(np.shape(self._x))
+        if dx is None:
+            if self._x is not None and not self._y_given:
+                # a second backward of the same forward: the same fused computation again, so
+                # the same numbers (the first result may have been modified by the caller)
+                dx = F.softmax_cross_entropy_with_grad(self._x, self.t, self.eps)[1]
+            else:  # y (and t) set by hand, as the book's attributes allow
+                dx = F.softmax_cross_entropy_backward(self.y, self.t)
+        return dx.reshape(np.shape(self._x) if self._x is not None else np.shape(self.y))
 
 
 class Dropout:

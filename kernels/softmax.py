@@ -119,51 +119,161 @@ def softmax_cross_entropy_forward_serial_kernel(x, labels, eps, y, row_loss):
     return _mean(row_loss)
 
 
+# rows of fewer classes than this are exponentiated together, as one flat run (a 10-class row
+# alone is mostly loop remainder); longer rows one at a time
+_EXP_RUN = 1024
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _max_at(x, i):
+    """``max(x[i])`` (NaN if the row holds one), indexing the 2-D array (no row view)."""
+    K = x.shape[1]
+    m = x[i, 0]
+    nan = False
+    for j in range(K):  # branch-free (max, |): a compare-and-branch per element mispredicts
+        v = x[i, j]
+        m = max(m, v)
+        nan |= v != v
+    if nan:
+        for j in range(K):
+            if x[i, j] != x[i, j]:
+                return x[i, j]
+    return m
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _sum_at(y, i):
+    """``sum(y[i])`` (vectorised; the order depends only on the row length)."""
+    s = y.dtype.type(0)
+    for j in range(y.shape[1]):
+        s += y[i, j]
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _argmax_at(t, i):
+    """``np.argmax(t[i])``: the first maximum, or the first NaN."""
+    best = t[i, 0]
+    k = 0
+    if best != best:
+        return 0
+    for j in range(1, t.shape[1]):
+        v = t[i, j]
+        if v != v:
+            return j
+        if v > best:
+            best = v
+            k = j
+    return k
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
+    """Rows ``i0:i1`` of :func:`softmax_cross_entropy_fused_kernel`.
+
+    Per run of rows: maxima, shifted logits into a scratch run, one vectorised ``exp`` of the
+    run into ``dx`` (not in place: LLVM's overlap check would fall back to scalar code), then
+    per row the sum, the probabilities, the loss and the gradient. Probabilities are
+    ``e * (1/sum)`` and gradients ``(...) * (1/N)``: within an ulp of the book's divisions,
+    at a fraction of their cost. A label
+    outside ``[0, K)`` is only skipped here (row loss 0, no target subtracted); the kernels
+    count such labels for the caller.
+    """
     N, K = x.shape
-    n = x.dtype.type(N)
     one = x.dtype.type(1)
+    inv_n = one / x.dtype.type(N)
+    zero = x.dtype.type(0)
     dense = t.shape[0] == N
-    scratch = _scratch(x, K)
-    for i in range(i0, i1):
-        yi = dx[i]
-        m, s = _softmax_row(x[i], yi, scratch)
-        c = labels[i]
-        row_loss[i] = _row_loss(x[i], yi, m, s, c, eps)
-        if dense:
-            ti = t[i]
-            for j in range(K):
-                yi[j] = (yi[j] - ti[j]) / n
+    rows = max(1, _EXP_RUN // K)
+    run = min(rows, i1 - i0) * K
+    scratch = _scratch(x, run)
+    shifted = _scratch(x, run if rows > 1 else 0)
+    m = np.empty(rows, dtype=x.dtype)
+    flat = dx.reshape(N * K)
+    for r0 in range(i0, i1, rows):
+        r1 = min(i1, r0 + rows)
+        if rows == 1:  # a long row: exp straight from x, the sum from the same pass
+            m[0] = _max_at(x, r0)
+            s = _exp_shifted_row(x[r0], m[0], dx[r0], scratch)
         else:
-            for j in range(K):
-                yi[j] = yi[j] / n
-            yi[c] = yi[c] - one / n
+            for i in range(r0, r1):
+                mi = _max_at(x, i)
+                m[i - r0] = mi
+                base = (i - r0) * K
+                for j in range(K):
+                    shifted[base + j] = x[i, j] - mi
+            length = (r1 - r0) * K
+            _exp_shifted_row(shifted[:length], zero, flat[r0 * K : r1 * K], scratch)
+        for i in range(r0, r1):
+            if rows > 1:  # per-row sums: the same order whatever the run boundaries
+                s = _sum_at(dx, i)
+            inv_s = one / s
+            if dense:
+                labels[i] = _argmax_at(t, i)
+            c = labels[i]
+            ok = 0 <= c < K
+            yc = dx[i, c] * inv_s if ok else zero
+            # probabilities and gradient in one pass: (e/s - t) / N
+            if dense:
+                for j in range(K):
+                    dx[i, j] = (dx[i, j] * inv_s - t[i, j]) * inv_n
+            else:  # the same roundings as a one-hot target
+                for j in range(K):
+                    dx[i, j] = (dx[i, j] * inv_s) * inv_n
+                if ok:
+                    dx[i, c] = (yc - one) * inv_n
+            # the log's argument now, the logs in one tight loop after the run
+            row_loss[i] = (yc + eps if eps > 0 else s) if ok else zero
+        for i in range(r0, r1):
+            c = labels[i]
+            if c < 0 or c >= K:
+                continue
+            if eps > 0:
+                row_loss[i] = -np.log(row_loss[i])
+            else:
+                row_loss[i] = np.log(row_loss[i]) - (x[i, c] - m[i - r0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _bad_labels(labels, K):
+    """How many labels lie outside ``[0, K)``."""
+    nbad = 0
+    for i in range(labels.shape[0]):
+        c = labels[i]
+        nbad += 1 if (c < 0 or c >= K) else 0
+    return nbad
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softmax_cross_entropy_fused_kernel(x, labels, t, eps, dx, row_loss):
     """Loss and gradient in one pass: ``dx = (softmax(x) - target) / N``.
 
-    The target is ``t`` when it has ``N`` rows (dense one-hot or soft targets; ``labels`` are
-    then its argmax, used for the loss as in the book), else the one-hot of ``labels``
-    (pass a ``(0, K)`` array as ``t``). Returns the mean loss.
+    The target is ``t`` when it has ``N`` rows (dense one-hot or soft targets; ``labels`` is
+    then filled with its row argmax, used for the loss as in the book), else the one-hot of
+    ``labels`` (pass a ``(0, K)`` array as ``t``). Labels are trusted to be integers but not
+    to be in range: returns the number of labels outside ``[0, K)``, and the caller rejects
+    the result when it is not 0. ``row_loss[:N]`` receives the rows' losses and
+    ``row_loss[N]`` their mean (an array element: cheaper to hand back as a NumPy scalar of
+    x's dtype than a returned float).
 
     Shape
     -----
-    x, dx: (N, K); labels: (N,) intp; t: (N, K) or (0, K); row_loss: (N,).
+    x, dx: (N, K); labels: (N,) intp; t: (N, K) or (0, K); row_loss: (N + 1,).
     """
     N = x.shape[0]
     for blk in prange((N + _ROW_BLOCK - 1) // _ROW_BLOCK):
         _fused_rows(x, labels, t, eps, dx, row_loss, blk * _ROW_BLOCK, min(N, (blk + 1) * _ROW_BLOCK))
-    return _mean(row_loss)
+    row_loss[N] = _mean(row_loss[:N])
+    return _bad_labels(labels, x.shape[1])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def softmax_cross_entropy_fused_serial_kernel(x, labels, t, eps, dx, row_loss):
     """Single-threaded :func:`softmax_cross_entropy_fused_kernel` for small inputs."""
-    _fused_rows(x, labels, t, eps, dx, row_loss, 0, x.shape[0])
-    return _mean(row_loss)
+    N = x.shape[0]
+    _fused_rows(x, labels, t, eps, dx, row_loss, 0, N)
+    row_loss[N] = _mean(row_loss[:N])
+    return _bad_labels(labels, x.shape[1])
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

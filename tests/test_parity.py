@@ -550,7 +550,8 @@ def test_softmax_cross_entropy_parity(kind, eps, dtype, rng):
 @pytest.mark.parametrize("eps", [1e-7, 0.0], ids=["eps1e-7", "eps0"])
 @pytest.mark.parametrize("kind", TARGET_KINDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", [(7, 4), (1, 3), (45, 1000), (3, 1)])
+@pytest.mark.parametrize("shape", [(7, 4), (1, 3), (45, 1000), (3, 1), (100, 10), (33, 200),
+                                   (20, 700)])
 def test_softmax_cross_entropy_with_grad_parity(shape, kind, eps, dtype, rng):
     """The fused one-pass loss + gradient equals forward + backward of the reference.
 
@@ -571,6 +572,44 @@ def test_softmax_cross_entropy_with_grad_parity(shape, kind, eps, dtype, rng):
     # and what the two-pass API gives
     _, y = F.softmax_cross_entropy(x, t, eps=eps)
     np.testing.assert_allclose(dx, F.softmax_cross_entropy_backward(y, t), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_softmax_cross_entropy_with_grad_fast_path_equals_converted_input(dtype, rng):
+    """Inputs taken as they are (C-contiguous x, intp labels, one-hot of x's dtype) and inputs
+    converted first (other label dtypes and shapes, read-only or strided x, int eps) give
+    the same numbers; the kernel's argmax of a one-hot target is np.argmax's."""
+    N, K = 37, 10
+    x = randn(rng, (N, K), dtype) * 3
+    lab = rng.integers(0, K, N)
+    loss, dx = F.softmax_cross_entropy_with_grad(x, lab.astype(np.intp))
+    ro = x.copy()
+    ro.flags.writeable = False
+    wide = np.repeat(x, 2, axis=1)[:, ::2]
+    for xi, ti in [(x, lab.astype(np.int8)), (x, lab.astype(np.uint16)), (x, lab.reshape(-1, 1)),
+                   (x, lab.astype(np.float64)), (ro, lab), (wide, lab), (x.tolist(), lab.tolist()),
+                   (x, np.eye(K, dtype=dtype)[lab]), (x, np.eye(K, dtype=dtype)[lab][::-1][::-1])]:
+        if isinstance(xi, list) and dtype == np.float32:
+            continue  # a list of floats is float64
+        l2, d2 = F.softmax_cross_entropy_with_grad(xi, ti)
+        assert l2 == loss and np.array_equal(d2, dx)
+    l0, d0 = F.softmax_cross_entropy_with_grad(x, lab, eps=0.0)
+    l1, d1 = F.softmax_cross_entropy_with_grad(x, lab, eps=0)
+    assert l0 == l1 and np.array_equal(d0, d1)
+    # soft / tied / NaN targets: the loss uses the first maximum (the first NaN), as np.argmax
+    soft = rng.random((N, K)).astype(dtype)
+    soft[0] = 0.5
+    soft[1, 3] = np.nan
+    soft[2, [2, 6]] = 2.0
+    loss, dx = F.softmax_cross_entropy_with_grad(x, soft)
+    ref_loss, ref_y = R.softmax_cross_entropy_forward(up(x), soft)
+    assert_close(loss, ref_loss, dtype) if not np.isnan(ref_loss) else None
+    rows = np.arange(N)
+    want = -np.log(ref_y[rows, np.argmax(soft, axis=1)] + 1e-7)
+    rtol, atol = _tols(dtype)
+    np.testing.assert_allclose(loss, want.mean(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(dx, R.softmax_cross_entropy_backward(ref_y, soft), rtol=rtol,
+                               atol=atol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
