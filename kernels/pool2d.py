@@ -12,6 +12,11 @@ from numba.extending import overload
 
 from ._jit import njit
 
+# (n, c) planes per prange iteration of the general forward kernel
+_PLANES = 8
+# interior windows per output row from which the general forward goes tap by tap
+_TAP_MAJOR_MIN = 24
+
 
 def _bits(a):
     """``a`` viewed as same-size signed integers (its IEEE bit patterns).
@@ -92,6 +97,50 @@ def _tap_select(src, best, best_k, k, n):
         best_k[i] = k if take else best_k[i]
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pool_plane(x, n, c, pool_h, pool_w, s, pad, ox_a, ox_b, small, ph, best, best_k, out,
+                argmax):
+    """One (n, c) plane of :func:`max_pool2d_forward_kernel`."""
+    H = x.shape[2]
+    OH = out.shape[2]
+    OW = out.shape[3]
+    n_in = ox_b - ox_a
+    plane = x[n, c]
+    nan = _has_nan(plane)
+    # tap-major pays off on wide rows only (measured: 17 % faster at 28 outputs per row,
+    # 2x at 224; 15-130 % slower at 12 and 4)
+    tap_major = small and not nan and n_in >= _TAP_MAJOR_MIN
+    lo, hi = (ox_a, ox_b) if tap_major else (OW, OW)
+    for oy in range(OH):
+        y0 = oy * s - pad
+        ky_lo = max(0, -y0)
+        ky_hi = min(pool_h, H - y0)
+        orow = out[n, c, oy]
+        arow = argmax[n, c, oy]
+        if hi > lo:
+            for ky in range(ky_lo, ky_hi):
+                _split_phases(plane[y0 + ky], s, ph)
+                for kx in range(pool_w):
+                    off = kx - pad
+                    q = off // s
+                    src = ph[off - q * s, ox_a + q : ox_b + q]
+                    k = x.dtype.type(ky * pool_w + kx)
+                    if ky == ky_lo and kx == 0:
+                        best[:n_in] = src
+                        best_k[:n_in] = k
+                    else:
+                        _tap_select(src, best, best_k, k, n_in)
+            for i in range(n_in):
+                orow[ox_a + i] = best[i]
+                arow[ox_a + i] = best_k[i]
+        for ox in range(OW):
+            if lo <= ox < hi:
+                continue
+            v, k = _window_max(plane, y0, ox * s - pad, ky_lo, ky_hi, pool_w, nan)
+            orow[ox] = v
+            arow[ox] = k
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax):
     """Window maxima of ``x`` into ``out`` and their window-local indices into ``argmax``.
@@ -116,43 +165,16 @@ def max_pool2d_forward_kernel(x, pool_h, pool_w, stride, pad, out, argmax):
     n_in = ox_b - ox_a
     # window-local indices ride in float lanes: exact below 2**24 cells
     small = pool_h * pool_w <= 16777216
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        plane = x[n, c]
-        nan = _has_nan(plane)
-        lo, hi = (OW, OW) if nan or not small else (ox_a, ox_b)
+    P = N * C
+    for blk in prange((P + _PLANES - 1) // _PLANES):
+        # row buffers shared by a block of planes (allocating per small plane cost more than
+        # the pooling)
         ph = np.empty((s, (W + s - 1) // s), dtype=x.dtype)
         best = np.empty(max(n_in, 1), dtype=x.dtype)
         best_k = np.empty(max(n_in, 1), dtype=x.dtype)
-        for oy in range(OH):
-            y0 = oy * s - pad
-            ky_lo = max(0, -y0)
-            ky_hi = min(pool_h, H - y0)
-            orow = out[n, c, oy]
-            arow = argmax[n, c, oy]
-            if hi > lo:
-                for ky in range(ky_lo, ky_hi):
-                    _split_phases(plane[y0 + ky], s, ph)
-                    for kx in range(pool_w):
-                        off = kx - pad
-                        q = off // s
-                        src = ph[off - q * s, ox_a + q : ox_b + q]
-                        k = x.dtype.type(ky * pool_w + kx)
-                        if ky == ky_lo and kx == 0:
-                            best[:n_in] = src
-                            best_k[:n_in] = k
-                        else:
-                            _tap_select(src, best, best_k, k, n_in)
-                for i in range(n_in):
-                    orow[ox_a + i] = best[i]
-                    arow[ox_a + i] = best_k[i]
-            for ox in range(OW):
-                if lo <= ox < hi:
-                    continue
-                v, k = _window_max(plane, y0, ox * s - pad, ky_lo, ky_hi, pool_w, nan)
-                orow[ox] = v
-                arow[ox] = k
+        for t in range(blk * _PLANES, min(P, (blk + 1) * _PLANES)):
+            _pool_plane(x, t // C, t - (t // C) * C, pool_h, pool_w, s, pad, ox_a, ox_b, small,
+                        ph, best, best_k, out, argmax)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
