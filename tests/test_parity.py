@@ -455,6 +455,21 @@ def test_max_pool2d_nan_like_reference(geom, dtype, rng):
     assert np.isnan(out).any()
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("geom", [(3, 3, 2, 1), (3, 3, 1, 1), (2, 2, 1, 0), (3, 2, 3, 1),
+                                  (4, 5, 2, 2), (1, 3, 2, 0)])
+def test_max_pool2d_wide_rows_tap_major(geom, dtype, rng):
+    """Rows with >= 24 interior windows take the tap-by-tap path: same values and first-maximum
+    argmax as the reference, with ties, +-inf, and NaN planes (window by window) beside them."""
+    ph, pw, stride, pad = geom
+    x = rng.integers(-2, 3, (2, 3, 7, 90)).astype(dtype)  # many ties
+    x[0, 1, 3, 10:14] = np.inf  # tied +inf in one window: the first wins
+    x[1, 0, 2, 40] = -np.inf
+    x[1, 2, 4, 33] = np.nan  # this plane goes window by window
+    _check_pool_forward(x, _Geom(ph, pw, stride, pad))
+    _check_pool_forward(randn(rng, (1, 2, 5, 61), dtype), _Geom(ph, pw, stride, pad))
+
+
 @st.composite
 def pool_geometry(draw):
     ph, pw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
