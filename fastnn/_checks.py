@@ -39,8 +39,27 @@ def as_array(op: str, name: str, a) -> np.ndarray:
         raise TypeError(f"{op}: {name} cannot be converted to an array ({exc})") from None
 
 
+_F32, _F64 = _FLOATS
+
+
 def result_dtype(op: str, **arrays: np.ndarray) -> np.dtype:
     """NumPy promotion over the float dtypes of ``arrays`` (``None`` entries are skipped)."""
+    # fast path: every array already float32, or every one float64 (the builtin dtype
+    # objects); the general promotion costs microseconds, as much as a small kernel
+    first = None
+    for v in arrays.values():
+        if v is None:
+            continue
+        dt = v.dtype
+        if first is None:
+            if dt is not _F32 and dt is not _F64:
+                break
+            first = dt
+        elif dt is not first:
+            break
+    else:
+        if first is not None:
+            return first
     dts = [_dtype_of(op, k, v) for k, v in arrays.items() if v is not None]
     return np.result_type(*dts)
 

