@@ -142,20 +142,24 @@ def _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, j0):
             sb[j] += g
             sg[j] += nrow[j0 + j] * g
     scale = np.empty(w, dtype=dout.dtype)
+    sgn = np.empty(w, dtype=dout.dtype)
     for j in range(w):
         dbeta[j0 + j] = sb[j]
         dgamma[j0 + j] = sg[j]
         scale[j] = gamma[j0 + j] / std[j0 + j]
+        sgn[j] = sg[j] / n  # per feature, not a division per element
     for i in range(N):
         drow = dout[i]
         nrow = xn[i]
         xrow = dx[i]
         for j in range(w):
             jj = j0 + j
-            v = scale[j] * (drow[jj] - nrow[jj] * sg[j] / n)
+            v = scale[j] * (drow[jj] - nrow[jj] * sgn[j])
             xrow[jj] = v
             dmu[j] += v
+    for j in range(w):
+        dmu[j] = dmu[j] / n
     for i in range(N):
         xrow = dx[i]
         for j in range(w):
-            xrow[j0 + j] -= dmu[j] / n
+            xrow[j0 + j] -= dmu[j]
