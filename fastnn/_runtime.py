@@ -74,6 +74,8 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         F.relu_backward(*F.relu(big))
         F.sigmoid_backward(big, F.sigmoid(big))
         F.dropout_backward(*F.dropout(big, 0.5))
+        for v in (big, x):  # np.random.rand's path, for a global generator other than MT19937
+            F._dropout_with_rand(v, 0.5, np.empty_like(v), np.empty(v.shape, np.bool_))
         rows = big[:-65].reshape(-1, 64)
         labels = np.zeros(rows.shape[0], dtype=np.intp)
         F.softmax_cross_entropy_with_grad(rows, labels)

@@ -15,6 +15,9 @@ Reference semantics: :mod:`fastnn.reference`. Shape names: N, C, H, W, FN, FH, F
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import numpy as np
 from numba import get_num_threads as _numba_threads
 
@@ -912,6 +915,11 @@ def dropout(x, ratio, train=True):
     NumPy's global RNG (so ``np.random.seed`` reproduces the book), applied in one fused pass;
     at inference ``x * (1 - ratio)`` (not inverted dropout).
 
+    When NumPy's global generator is its default MT19937, the draws are made by our kernel
+    from that generator's state, in place and under its lock: the same numbers np.random.rand
+    would return, leaving the generator where np.random.rand would, 3-4x faster than calling
+    it (:func:`_global_mt19937_state`).
+
     Returns
     -------
     out : ndarray
@@ -929,12 +937,65 @@ def dropout(x, ratio, train=True):
     x = ck.as_float(x, ck.result_dtype(op, x=x))
     if not train:
         return x * (1.0 - ratio), None
-    r = np.asarray(np.random.rand(*x.shape))  # 0-d input: rand() returns a float
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
+    stream = _global_mt19937_state()
+    if stream is None:
+        return _dropout_with_rand(x, ratio, out, mask)
+    # the draws np.random.rand(*x.shape) would make, from the generator's own stream
+    lock, key, pos = stream
+    words = np.empty(2 * x.size, dtype=np.uint32)
+    with lock:  # the lock np.random holds while drawing: concurrent draws stay distinct
+        pos[0] = _ew.mt19937_words_forward_kernel(key, int(pos[0]), words)
+    kernel = _kernel(
+        _ew.dropout_words_forward_kernel, _ew.dropout_words_forward_serial_kernel, x.size
+    )
+    kernel(x.reshape(-1), words.view(np.uint64), ratio, out.reshape(-1), mask.reshape(-1))
+    return out, mask
+
+
+def _dropout_with_rand(x, ratio, out, mask):
+    """:func:`dropout`'s training pass with the draws from ``np.random.rand`` itself (when the
+    global generator's state cannot be used in place)."""
+    r = np.asarray(np.random.rand(*x.shape))  # 0-d input: rand() returns a float
     kernel = _kernel(_ew.dropout_forward_kernel, _ew.dropout_forward_serial_kernel, x.size)
     kernel(x.reshape(-1), r.reshape(-1), ratio, out.reshape(-1), mask.reshape(-1))
     return out, mask
+
+
+_MT_STATE_VIEWS = {}  # id(bit generator) -> (generator, (lock, key, pos) or None)
+
+
+def _global_mt19937_state():
+    """``(lock, key, pos)`` of NumPy's global bit generator when it is MT19937 (what
+    np.random.rand draws from), else None: ``key`` (624 uint32) and ``pos`` (1 int32) view its
+    C state in place (``MT19937.ctypes.state_address``, the struct ``{uint32 key[624]; int
+    pos;}``), so a draw costs no state copy (``bg.state`` costs ~90 us a round trip, as much as
+    np.random.rand of 18,000 doubles). The view is checked against ``bg.state`` once per
+    generator; if it does not match (another layout, a big-endian machine: the kernel reads
+    word pairs as little-endian uint64), None and dropout calls np.random.rand."""
+    get = getattr(np.random, "get_bit_generator", None)  # NumPy >= 1.25
+    if get is None:
+        return None
+    bg = get()
+    cached = _MT_STATE_VIEWS.get(id(bg))
+    if cached is not None and cached[0] is bg:
+        return cached[1]
+    view = None
+    if isinstance(bg, np.random.MT19937) and sys.byteorder == "little":
+        try:
+            raw = np.ctypeslib.as_array(
+                (ctypes.c_uint32 * 625).from_address(bg.ctypes.state_address)
+            )
+            state = bg.state["state"]
+            key, pos = raw[:624], raw[624:].view(np.int32)
+            if np.array_equal(key, state["key"]) and int(pos[0]) == state["pos"]:
+                view = (bg.lock, key, pos)
+        except Exception:  # no ctypes, or an unexpected layout: np.random.rand instead
+            view = None
+    _MT_STATE_VIEWS.clear()  # one generator at a time: set_bit_generator replaces it
+    _MT_STATE_VIEWS[id(bg)] = (bg, view)
+    return view
 
 
 def dropout_backward(dout, mask):

@@ -181,3 +181,100 @@ def dropout_backward_serial_kernel(dout, mask, out):
     zero = out.dtype.type(0)
     for i in range(dout.shape[0]):
         out[i] = dout[i] * (one if mask[i] else zero)
+
+
+# --------------------------------------------------------- dropout: NumPy's MT19937 stream
+# np.random.rand draws each double from two consecutive 32-bit MT19937 outputs a, b:
+# ((a >> 5) * 2**26 + (b >> 6)) / 2**53. The book's dropout mask is rand(*x.shape) > ratio, so
+# the same stream, produced here from the state of NumPy's global generator, gives the same
+# mask bit for bit, without NumPy's per-double calls through its bit-generator interface and
+# without the (M,) float64 array of draws.
+_MT_N = 624
+_MT_M = 397
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mt_twist(key):
+    """The MT19937 state transition (regenerates all 624 words of ``key`` in place).
+
+    ``(y & 1) * MATRIX_A`` is the reference's ``-(y & 1) & MATRIX_A``: branch-free (a select on
+    the low bit compiled to a branch that mispredicts half the time) and without the unsigned
+    wrap-around that NumPy scalars warn about under ``NUMBA_DISABLE_JIT``."""
+    upper = np.uint32(0x80000000)
+    lower = np.uint32(0x7FFFFFFF)
+    matrix_a = np.uint32(0x9908B0DF)
+    one = np.uint32(1)
+    for i in range(_MT_N - _MT_M):
+        y = (key[i] & upper) | (key[i + 1] & lower)
+        key[i] = key[i + _MT_M] ^ (y >> one) ^ ((y & one) * matrix_a)
+    for i in range(_MT_N - _MT_M, _MT_N - 1):
+        y = (key[i] & upper) | (key[i + 1] & lower)
+        key[i] = key[i + _MT_M - _MT_N] ^ (y >> one) ^ ((y & one) * matrix_a)
+    y = (key[_MT_N - 1] & upper) | (key[0] & lower)
+    key[_MT_N - 1] = key[_MT_M - 1] ^ (y >> one) ^ ((y & one) * matrix_a)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mt19937_words_forward_kernel(key, pos, words):
+    """The next ``len(words)`` tempered outputs of the MT19937 state ``(key, pos)``.
+
+    ``key`` (624 uint32) is advanced in place; returns the new ``pos``. Sequential by nature
+    (each block of 624 words follows from the previous one); tempering vectorises.
+
+    Shape
+    -----
+    key: (624,) uint32; words: (L,) uint32.
+    """
+    L = words.shape[0]
+    done = 0
+    while done < L:
+        if pos >= _MT_N:
+            _mt_twist(key)
+            pos = 0
+        take = min(_MT_N - pos, L - done)
+        src = key[pos : pos + take]  # zero-based views: no negative-index handling per access
+        dst = words[done : done + take]
+        for j in range(take):
+            y = src[j]
+            y ^= y >> np.uint32(11)
+            y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
+            y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
+            y ^= y >> np.uint32(18)
+            dst[j] = y
+        pos += take
+        done += take
+    return pos
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _draw(pair):
+    """NumPy's double (``random_sample``, exact) from a word pair read as one little-endian
+    uint64: the first word ``a`` is the low half, the second ``b`` the high half."""
+    a = np.int64((pair & np.uint64(0xFFFFFFFF)) >> np.uint64(5))
+    b = np.int64(pair >> np.uint64(38))
+    return (a * 67108864.0 + b) / 9007199254740992.0
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def dropout_words_forward_kernel(x, pairs, ratio, out, mask):
+    """:func:`dropout_forward_kernel` with the draws made from MT19937 words: draw ``i`` is
+    NumPy's double from words ``2i`` and ``2i + 1``, read as ``pairs[i]`` (the words viewed as
+    uint64 on a little-endian machine); ``mask = draw > ratio``.
+
+    Shape
+    -----
+    x, out, mask, pairs: (M,) contiguous; pairs uint64.
+    """
+    for i in prange(x.shape[0]):
+        m = _draw(pairs[i]) > ratio
+        mask[i] = m
+        out[i] = x[i] * x.dtype.type(m)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dropout_words_forward_serial_kernel(x, pairs, ratio, out, mask):
+    """Single-threaded :func:`dropout_words_forward_kernel` for small arrays."""
+    for i in range(x.shape[0]):
+        m = _draw(pairs[i]) > ratio
+        mask[i] = m
+        out[i] = x[i] * x.dtype.type(m)

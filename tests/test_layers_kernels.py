@@ -68,6 +68,82 @@ def test_dropout_parity_and_rng_stream(dtype):
     np.testing.assert_array_equal(ev, R.dropout_forward(x, 0.3, train=False)[0])
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "np_rand"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [65536, 3 * 7 * 5003, 311, 5])
+@pytest.mark.parametrize("skip", [0, 1, 623])
+def test_dropout_mt19937_stream_is_numpys(dtype, size, skip, stream, restore_global_rng,
+                                          monkeypatch):
+    """The mask comes from our MT19937 kernel working on NumPy's global generator state in
+    place (or, without that, from np.random.rand): the same mask as np.random.rand, the
+    generator left in the same state (so the next draws, randn's cached Gaussian included,
+    are the book's)."""
+    if stream:
+        assert F._global_mt19937_state() is not None  # NumPy >= 1.25 on x86/ARM
+    else:
+        monkeypatch.setattr(F, "_global_mt19937_state", lambda: None)
+    x = np.random.default_rng(size).standard_normal(size).astype(dtype)
+    x[:5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    results = []
+    for impl in (F.dropout, R.dropout_forward):
+        np.random.seed(2024)
+        np.random.randn()  # leaves a cached Gaussian in the RandomState
+        np.random.randint(0, 2**31, size=skip)  # odd word positions
+        with np.errstate(invalid="ignore"):  # inf * 0 in the reference
+            out, mask = impl(x, 0.4)
+        results.append((out, mask, np.random.get_state(), np.random.randn(3), np.random.rand(4)))
+    (o1, m1, s1, g1, r1), (o2, m2, s2, g2, r2) = results
+    assert np.array_equal(m1, m2) and 0 < m1.sum() < size
+    np.testing.assert_array_equal(o1, o2)
+    assert s1[2] == s2[2] and np.array_equal(s1[1], s2[1]) and s1[3:] == s2[3:]
+    assert np.array_equal(g1, g2) and np.array_equal(r1, r2)
+    assert o1.dtype == dtype
+
+
+def test_dropout_mt19937_stream_two_threads(restore_global_rng):
+    """Two threads drawing masks at once (under the generator's lock) get disjoint stretches of
+    the one stream: together, the draws of the same calls made one after another."""
+    import threading
+
+    size = 131072
+    x = np.ones(size)
+    np.random.seed(5)
+    masks = {0: [], 1: []}
+
+    def work(k):
+        for _ in range(6):
+            masks[k].append(F.dropout(x, 0.5)[1])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = np.random.get_state()
+    np.random.seed(5)
+    want = [np.random.rand(size) > 0.5 for _ in range(12)]
+    assert np.random.get_state()[2] == after[2] and np.array_equal(np.random.get_state()[1], after[1])
+    got = masks[0] + masks[1]
+    # each mask is one of the sequential ones, and every sequential one was drawn once
+    assert sorted(next(i for i, w in enumerate(want) if np.array_equal(w, g)) for g in got) == list(range(12))
+
+
+def test_dropout_stream_follows_set_bit_generator(restore_global_rng):
+    """A global generator replaced by np.random.set_bit_generator is used from then on; a
+    non-MT19937 one falls back to np.random.rand (and still matches the book)."""
+    old = np.random.get_bit_generator()
+    x = np.ones(1000)
+    try:
+        for bg in (np.random.MT19937(7), np.random.PCG64(7)):
+            np.random.set_bit_generator(bg)
+            mask = F.dropout(x, 0.5)[1]
+            np.random.set_bit_generator(type(bg)(7))
+            assert np.array_equal(mask, np.random.rand(1000) > 0.5)
+            assert (F._global_mt19937_state() is None) == isinstance(bg, np.random.PCG64)
+    finally:
+        np.random.set_bit_generator(old)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_extremes(dtype):
     x = np.array([-1e4, -200, -90, -30, -1, 0, 1, 30, 90, 200, 1e4, np.inf, -np.inf, np.nan], dtype=dtype)
