@@ -944,14 +944,18 @@ def dropout(x, ratio, train=True):
         return _dropout_with_rand(x, ratio, out, mask)
     # the draws np.random.rand(*x.shape) would make, from the generator's own stream
     lock, key, pos = stream
-    words = np.empty(2 * x.size, dtype=np.uint32)
-    with lock:  # the lock np.random holds while drawing: concurrent draws stay distinct
-        pos[0] = _ew.mt19937_words_forward_kernel(key, int(pos[0]), words)
+    words = np.empty(2 * max(1, min(x.size, _DROPOUT_CHUNK)), dtype=np.uint32)
     kernel = _kernel(
-        _ew.dropout_words_forward_kernel, _ew.dropout_words_forward_serial_kernel, x.size
+        _ew.dropout_mt19937_forward_kernel, _ew.dropout_mt19937_forward_serial_kernel, x.size
     )
-    kernel(x.reshape(-1), words.view(np.uint64), ratio, out.reshape(-1), mask.reshape(-1))
+    with lock:  # the lock np.random holds while drawing: concurrent draws stay distinct
+        pos[0] = kernel(x.reshape(-1), key, int(pos[0]), ratio, out.reshape(-1),
+                        mask.reshape(-1), words)
     return out, mask
+
+
+# elements per chunk of the MT19937 dropout kernel: its words (2 MiB) stay in L2
+_DROPOUT_CHUNK = 1 << 18
 
 
 def _dropout_with_rand(x, ratio, out, mask):

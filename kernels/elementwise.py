@@ -215,15 +215,11 @@ def _mt_twist(key):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def mt19937_words_forward_kernel(key, pos, words):
+def _mt_words(key, pos, words):
     """The next ``len(words)`` tempered outputs of the MT19937 state ``(key, pos)``.
 
     ``key`` (624 uint32) is advanced in place; returns the new ``pos``. Sequential by nature
     (each block of 624 words follows from the previous one); tempering vectorises.
-
-    Shape
-    -----
-    key: (624,) uint32; words: (L,) uint32.
     """
     L = words.shape[0]
     done = 0
@@ -256,25 +252,44 @@ def _draw(pair):
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def dropout_words_forward_kernel(x, pairs, ratio, out, mask):
-    """:func:`dropout_forward_kernel` with the draws made from MT19937 words: draw ``i`` is
-    NumPy's double from words ``2i`` and ``2i + 1``, read as ``pairs[i]`` (the words viewed as
-    uint64 on a little-endian machine); ``mask = draw > ratio``.
+def dropout_mt19937_forward_kernel(x, key, pos, ratio, out, mask, words):
+    """:func:`dropout_forward_kernel` drawing ``np.random.rand``'s numbers itself: draw ``i``
+    is NumPy's double from the next two words of the MT19937 state ``(key, pos)`` (advanced in
+    place; the new ``pos`` is returned); ``mask = draw > ratio``.
+
+    Chunk by chunk of ``len(words) // 2`` elements: the words are generated on one thread
+    (the stream is sequential) into the caller's ``words`` buffer, then turned into the mask
+    and output in parallel (read as uint64 pairs: a little-endian machine). The buffer stays in
+    cache, and no (M,) array of draws is ever allocated.
 
     Shape
     -----
-    x, out, mask, pairs: (M,) contiguous; pairs uint64.
+    x, out, mask: (M,) contiguous; key: (624,) uint32; words: (2C,) uint32, C >= 1.
     """
-    for i in prange(x.shape[0]):
-        m = _draw(pairs[i]) > ratio
-        mask[i] = m
-        out[i] = x[i] * x.dtype.type(m)
+    M = x.shape[0]
+    C = words.shape[0] // 2
+    pairs = words.view(np.uint64)
+    for c0 in range(0, M, C):
+        n = min(C, M - c0)
+        pos = _mt_words(key, pos, words[: 2 * n])
+        for i in prange(n):
+            m = _draw(pairs[i]) > ratio
+            mask[c0 + i] = m
+            out[c0 + i] = x[c0 + i] * x.dtype.type(m)
+    return pos
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def dropout_words_forward_serial_kernel(x, pairs, ratio, out, mask):
-    """Single-threaded :func:`dropout_words_forward_kernel` for small arrays."""
-    for i in range(x.shape[0]):
-        m = _draw(pairs[i]) > ratio
-        mask[i] = m
-        out[i] = x[i] * x.dtype.type(m)
+def dropout_mt19937_forward_serial_kernel(x, key, pos, ratio, out, mask, words):
+    """Single-threaded :func:`dropout_mt19937_forward_kernel` for small arrays."""
+    M = x.shape[0]
+    C = words.shape[0] // 2
+    pairs = words.view(np.uint64)
+    for c0 in range(0, M, C):
+        n = min(C, M - c0)
+        pos = _mt_words(key, pos, words[: 2 * n])
+        for i in range(n):
+            m = _draw(pairs[i]) > ratio
+            mask[c0 + i] = m
+            out[c0 + i] = x[c0 + i] * x.dtype.type(m)
+    return pos

@@ -68,7 +68,7 @@ def test_dropout_parity_and_rng_stream(dtype):
     np.testing.assert_array_equal(ev, R.dropout_forward(x, 0.3, train=False)[0])
 
 
-@pytest.mark.parametrize("stream", [True, False], ids=["stream", "np_rand"])
+@pytest.mark.parametrize("stream", ["chunks", "stream", "np_rand"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [65536, 3 * 7 * 5003, 311, 5])
 @pytest.mark.parametrize("skip", [0, 1, 623])
@@ -78,10 +78,12 @@ def test_dropout_mt19937_stream_is_numpys(dtype, size, skip, stream, restore_glo
     place (or, without that, from np.random.rand): the same mask as np.random.rand, the
     generator left in the same state (so the next draws, randn's cached Gaussian included,
     are the book's)."""
-    if stream:
-        assert F._global_mt19937_state() is not None  # NumPy >= 1.25 on x86/ARM
-    else:
+    if stream == "np_rand":
         monkeypatch.setattr(F, "_global_mt19937_state", lambda: None)
+    else:
+        assert F._global_mt19937_state() is not None  # NumPy >= 1.25 on x86/ARM
+    if stream == "chunks":  # many chunks; their boundaries fall anywhere in the 624-word blocks
+        monkeypatch.setattr(F, "_DROPOUT_CHUNK", 97)
     x = np.random.default_rng(size).standard_normal(size).astype(dtype)
     x[:5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
     results = []
