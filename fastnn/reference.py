@@ -20,6 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The reference's matrix product: NumPy's (BLAS). BLAS may skip a zero multiplier, so
+#: ``0 * nan`` can come out as 0 for some shapes (e.g. matrix-vector products); tests that feed
+#: NaN/inf swap in an IEEE-exact product here (``tests/_fuzz_cases.py``).
+_matmul = np.matmul
+
 __all__ = [
     "conv_output_size",
     "im2col",
@@ -129,7 +134,7 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0):
     OH = conv_output_size(x.shape[2], FH, stride, pad)
     OW = conv_output_size(x.shape[3], FW, stride, pad)
     col = im2col(x, FH, FW, stride, pad)
-    out = col @ W.reshape(FN, -1).T
+    out = _matmul(col, W.reshape(FN, -1).T)
     if b is not None:
         out = out + b
     return np.ascontiguousarray(out.reshape(N, OH, OW, FN).transpose(0, 3, 1, 2))
@@ -148,7 +153,7 @@ def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0):
     dout: (N, FN, OH, OW), W: (FN, C, FH, FW) -> dx: ``input_shape`` = (N, C, H, W).
     """
     FN, C, FH, FW = W.shape
-    dcol = _dout_rows(dout) @ W.reshape(FN, -1)
+    dcol = _matmul(_dout_rows(dout), W.reshape(FN, -1))
     return col2im(dcol, input_shape, FH, FW, stride, pad)
 
 
@@ -168,7 +173,7 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0):
     FN = dout.shape[1]
     C = x.shape[1]
     col = im2col(x, FH, FW, stride, pad)
-    dW = col.T @ _dout_rows(dout)
+    dW = _matmul(col.T, _dout_rows(dout))
     return np.ascontiguousarray(dW.T.reshape(FN, C, FH, FW))
 
 
@@ -319,10 +324,10 @@ def linear_softmax_cross_entropy(x, W, b, t, eps=CROSS_ENTROPY_EPS):
     x: (N, D), W: (D, K), b: (K,), t: labels (N,) / (N, 1) or one-hot (N, K) ->
     loss: (), z: (N, K), dW: (D, K), db: (K,).
     """
-    z = np.dot(x, W) + b
+    z = _matmul(x, W) + b
     loss, y = softmax_cross_entropy_forward(z, t, eps)
     dz = softmax_cross_entropy_backward(y, t)
-    return loss, z, np.dot(x.T, dz), np.sum(dz, axis=0)
+    return loss, z, _matmul(x.T, dz), np.sum(dz, axis=0)
 
 
 # --------------------------------------------------------------------------- element-wise
