@@ -212,8 +212,18 @@ def max_pool2d_forward(x, pool_h, pool_w, stride=2, pad=0):
         fill = np.iinfo(x.dtype).min
     xp = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)], mode="constant", constant_values=fill)
     col = im2col(xp, pool_h, pool_w, stride, 0).reshape(-1, pool_h * pool_w)
-    argmax = np.argmax(col, axis=1)
     out = np.max(col, axis=1)
+    if pad == 0:
+        argmax = np.argmax(col, axis=1)
+    else:
+        # the first real cell equal to the maximum (or the first NaN): a padding cell must not
+        # win even when every real cell of the window is -inf (the padding value)
+        real = np.pad(np.ones((1, 1, H, W)), [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+        real = im2col(real, pool_h, pool_w, stride, 0) > 0  # (OH*OW, pool_h*pool_w)
+        real = np.broadcast_to(real[None, :, None, :], (N, OH * OW, C, real.shape[1]))
+        real = real.reshape(col.shape)  # col's rows are (n, oy, ox, c)
+        hit = (col == out[:, None]) | (np.isnan(col) & np.isnan(out)[:, None])
+        argmax = np.argmax(hit & real, axis=1)
     out = out.reshape(N, OH, OW, C).transpose(0, 3, 1, 2)
     argmax = argmax.reshape(N, OH, OW, C).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(out), np.ascontiguousarray(argmax)

@@ -411,6 +411,20 @@ def test_max_pool2d_padding_hand_example():
     np.testing.assert_array_equal(am[0, 0], [[3, 2, 2], [1, 0, 0], [1, 0, 0]])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_pool2d_all_minus_inf_window_padding_still_loses(dtype):
+    """A border window whose real cells are all -inf (the reference's padding value): the
+    maximum is -inf and the argmax is still a real cell, in the fastnn kernel and the reference
+    alike (the fuzz found the reference's first-padded-cell answer, plane [inf, -inf, nan, -inf])."""
+    x = np.array([[[[0.8, -1.4, np.inf, -2.9]], [[np.inf, -np.inf, np.nan, -np.inf]]]], dtype)
+    out, am = F.max_pool2d(x, 2, 2, stride=1, pad=1, return_argmax=True)
+    want_out, want_am = R.max_pool2d_forward(x, 2, 2, stride=1, pad=1)
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(am, want_am)
+    assert am[0, 1, 0, 4] == 2 and out[0, 1, 0, 4] == -np.inf  # the window's one real cell
+    np.testing.assert_array_equal(am[0, 1, 0], [3, 2, 3, 2, 2])
+
+
 @pytest.mark.parametrize("stride,pad,peak,windows", [(1, 0, (2, 2), 9), (2, 1, (1, 1), 4)])
 def test_max_pool2d_backward_overlapping_windows_accumulate(stride, pad, peak, windows, rng):
     """3x3 windows with stride < 3: a peak shared by several windows collects all their
