@@ -56,10 +56,12 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         x = rng.standard_normal((2, 2, 5, 5)).astype(dt)
         W = rng.standard_normal((3, 2, 3, 3)).astype(dt)
         b = np.zeros(3, dt)
-        for algorithm in ("direct", "gemm"):
-            out = F.conv2d(x, W, b, 1, 1, algorithm)
-            F.conv2d_backward_data(out, W, x.shape, 1, 1, algorithm)
-            F.conv2d_backward_weight(x, out, W.shape, 1, 1, algorithm)
+        # 3x3 stride 1: the register-blocked kernels ("direct") and the panels ("gemm");
+        # stride 2: the general direct loops
+        for algorithm, stride in (("direct", 1), ("gemm", 1), ("direct", 2)):
+            out = F.conv2d(x, W, b, stride, 1, algorithm)
+            F.conv2d_backward_data(out, W, x.shape, stride, 1, algorithm)
+            F.conv2d_backward_weight(x, out, W.shape, stride, 1, algorithm)
         W1 = W[:, :, :1, :1].copy()  # 1x1 filters: the pointwise gemm kernels
         out1 = F.conv2d(x, W1, b, 1, 0, "gemm")
         F.conv2d_backward_data(out1, W1, x.shape, 1, 0, "gemm")

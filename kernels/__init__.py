@@ -12,6 +12,7 @@ from . import _jit  # noqa: F401  (threading layer + cache fallback, before any 
 from . import (
     batchnorm,
     conv2d,
+    conv2d_3x3,
     conv2d_gemm,
     elementwise,
     gather,
@@ -23,8 +24,8 @@ from . import (
 )
 
 _MODULES = (
-    batchnorm, conv2d, conv2d_gemm, elementwise, gather, im2col, numgrad, optimizers, pool2d,
-    softmax,
+    batchnorm, conv2d, conv2d_3x3, conv2d_gemm, elementwise, gather, im2col, numgrad, optimizers,
+    pool2d, softmax,
 )
 
 __all__ = []

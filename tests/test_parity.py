@@ -207,6 +207,71 @@ def test_conv2d_all_ops_hypothesis(geom, algorithm):
     assert_close(F.conv2d_backward_bias(dout), R.conv2d_backward_bias(up(dout)), dtype)
 
 
+# --------------------------------------------------------------------------- 3x3 stride-1 kernels
+#: Shapes that reach every branch of kernels/conv2d_3x3.py: stacked image groups (small images)
+#: with a short last group, fewer than 8 groups (parallel over filter blocks) and more, filter
+#: counts that are not a multiple of the block of 4 (and fewer than 4), one channel, pad 0-2
+#: (the data gradient runs the forward kernel with pad 2 - pad), 1-pixel outputs.
+CONV3X3_CASES = [
+    ((23, 3, 5, 7), 10, 1),  # 2 images per group, 12 groups, the last one short; FN = 4+4+2
+    ((5, 2, 6, 6), 3, 0),  # FN < 4; groups < 8 -> (group, block) tasks
+    ((9, 1, 28, 28), 16, 1),  # one channel (the first layer)
+    ((3, 4, 14, 14), 5, 2),  # pad 2: the data gradient runs with pad 0
+    ((2, 3, 3, 3), 7, 0),  # 1x1 output
+    ((1, 2, 1, 1), 4, 1),  # a 1x1 image: only the centre tap sees data
+    ((17, 6, 8, 8), 9, 1),  # 8x8 images (DeepConvNet's last block), many per group
+    ((2, 3, 40, 37), 6, 1),  # a row wider than one inner-loop pass (> 1024 wide columns)
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("xs,FN,pad", CONV3X3_CASES)
+def test_conv2d_3x3_kernels_parity(xs, FN, pad, dtype, rng):
+    """The register-blocked 3x3 kernels ("direct" for 3x3 stride 1) against the reference."""
+    ws = (FN, xs[1], 3, 3)
+    x, W, b = randn(rng, xs, dtype), randn(rng, ws, dtype), randn(rng, (FN,), dtype)
+    out = F.conv2d(x, W, b, 1, pad, algorithm="direct")
+    assert_close(out, R.conv2d_forward(up(x), up(W), up(b), 1, pad), dtype)
+    dout = randn(rng, out.shape, dtype)
+    assert_close(
+        F.conv2d_backward_data(dout, W, xs, 1, pad, algorithm="direct"),
+        R.conv2d_backward_data(up(dout), up(W), xs, 1, pad),
+        dtype,
+    )
+    assert_close(
+        F.conv2d_backward_weight(x, dout, ws, 1, pad, algorithm="direct"),
+        R.conv2d_backward_weight(up(x), up(dout), (3, 3), 1, pad),
+        dtype,
+    )
+
+
+@HYP
+@given(
+    st.integers(1, 20), st.integers(1, 5), st.integers(1, 9), st.integers(1, 11),
+    st.integers(1, 11), st.integers(0, 2), st.integers(0, 2**32 - 1), st.sampled_from(DTYPES),
+)
+def test_conv2d_3x3_kernels_hypothesis(N, C, FN, H, W, pad, seed, dtype):
+    if H + 2 * pad < 3 or W + 2 * pad < 3:
+        return
+    rng = np.random.default_rng(seed)
+    test_conv2d_3x3_kernels_parity((N, C, H, W), FN, pad, dtype, rng)
+
+
+@pytest.mark.parametrize("xs,FN,pad", [((23, 3, 5, 7), 10, 1), ((5, 2, 6, 6), 6, 2)])
+def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, restore_threads, rng):
+    """Same bits at 1 thread and at all threads (both parallel decompositions)."""
+    x = rng.standard_normal(xs)
+    W = rng.standard_normal((FN, xs[1], 3, 3))
+    results = []
+    for n in (1, restore_threads):
+        fastnn.set_num_threads(n)
+        out = F.conv2d(x, W, None, 1, pad, algorithm="direct")
+        results.append((out, F.conv2d_backward_data(out, W, xs, 1, pad, algorithm="direct"),
+                        F.conv2d_backward_weight(x, out, W.shape, 1, pad, algorithm="direct")))
+    for a, b in zip(*results):
+        assert bits_equal(a, b)
+
+
 # --------------------------------------------------------------------------- softmax regression
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("eps", [0.0, 1e-7])
@@ -1145,7 +1210,13 @@ def test_gemm_multi_slot_parity(stride, pad, dtype, rng):
 def test_choose_conv_algorithm_and_auto(rng):
     """Tiny convolutions run "direct"; large ones "gemm"; "auto" is exactly the chosen one."""
     assert F.choose_conv_algorithm((2, 3, 5, 5), (4, 3, 3, 3)) == "direct"
-    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 1) == "gemm"
+    # 3x3 stride 1 pad <= 2: always the register-blocked direct kernels
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 1) == "direct"
+    assert F.choose_conv_algorithm((32, 64, 56, 56), (64, 64, 3, 3), 1, 2) == "direct"
+    # other large shapes: panels + BLAS
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1) == "gemm"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 3) == "gemm"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 5, 5), 1, 2) == "gemm"
     for xs, ws in [((2, 3, 5, 5), (4, 3, 3, 3)), (MULTI_SLOT_X, MULTI_SLOT_W)]:
         x, W = rng.standard_normal(xs), rng.standard_normal(ws)
         chosen = F.choose_conv_algorithm(xs, ws, 1, 1)
@@ -1159,4 +1230,4 @@ def test_choose_conv_algorithm_and_auto(rng):
             F.conv2d_backward_weight(x, out, ws, 1, 1),
             F.conv2d_backward_weight(x, out, ws, 1, 1, algorithm=chosen),
         )
-    assert F.choose_conv_algorithm(MULTI_SLOT_X, MULTI_SLOT_W, 1, 1) == "gemm"
+    assert F.choose_conv_algorithm(MULTI_SLOT_X, MULTI_SLOT_W, 1, 1) == "direct"
