@@ -76,12 +76,16 @@ def _sigmoid_forward_range(x, out, lo, hi):
     neg = np.empty(L, dtype=x.dtype)
     e = np.empty(L, dtype=x.dtype)
     scratch = np.empty(L, dtype=x.dtype)
+    # zero-based views: ``x[lo + j]`` may wrap around (negative) for all LLVM knows, which
+    # keeps a loop scalar
+    xs = x[lo:hi]
+    os = out[lo:hi]
     for j in range(L):
-        neg[j] = -np.abs(x[lo + j])
+        neg[j] = -np.abs(xs[j])
     _exp_shifted_row(neg, zero, e, scratch)
     for j in range(L):
         ej = e[j]
-        out[lo + j] = one / (one + ej) if x[lo + j] >= zero else ej / (one + ej)
+        os[j] = one / (one + ej) if xs[j] >= zero else ej / (one + ej)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -272,10 +276,11 @@ def dropout_mt19937_forward_kernel(x, key, pos, ratio, out, mask, words):
     for c0 in range(0, M, C):
         n = min(C, M - c0)
         pos = _mt_words(key, pos, words[: 2 * n])
+        xs, os, ms = x[c0 : c0 + n], out[c0 : c0 + n], mask[c0 : c0 + n]  # zero-based views
         for i in prange(n):
             m = _draw(pairs[i]) > ratio
-            mask[c0 + i] = m
-            out[c0 + i] = x[c0 + i] * x.dtype.type(m)
+            ms[i] = m
+            os[i] = xs[i] * x.dtype.type(m)
     return pos
 
 
@@ -288,8 +293,9 @@ def dropout_mt19937_forward_serial_kernel(x, key, pos, ratio, out, mask, words):
     for c0 in range(0, M, C):
         n = min(C, M - c0)
         pos = _mt_words(key, pos, words[: 2 * n])
+        xs, os, ms = x[c0 : c0 + n], out[c0 : c0 + n], mask[c0 : c0 + n]  # zero-based views
         for i in range(n):
             m = _draw(pairs[i]) > ratio
-            mask[c0 + i] = m
-            out[c0 + i] = x[c0 + i] * x.dtype.type(m)
+            ms[i] = m
+            os[i] = xs[i] * x.dtype.type(m)
     return pos
