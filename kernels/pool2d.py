@@ -226,6 +226,10 @@ def max_pool2x2_forward_kernel(x, out, argmax):
     """2x2 windows, stride 2, no padding: the book's pooling. Same results as
     :func:`max_pool2d_forward_kernel` with ``pool=2, stride=2, pad=0``.
 
+    float32: :func:`_pool2x2_plane_f32` (branch-free, vectorised), then NaN planes again.
+    float64: a compare-and-branch loop per window on NaN-free planes (with 8 lanes per vector
+    the branch-free form measured no faster).
+
     Shape
     -----
     x: (N, C, H, W) C-contiguous; out, argmax: (N, C, H//2, W//2).
@@ -233,10 +237,15 @@ def max_pool2x2_forward_kernel(x, out, argmax):
     N, C = x.shape[0], x.shape[1]
     OH = out.shape[2]
     OW = out.shape[3]
+    chk = np.empty((N * C, OW), dtype=x.dtype)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
         plane = x[n, c]
+        if x.itemsize == 4:  # float32 (a constant per compiled signature)
+            if not _pool2x2_plane_f32(plane, out[n, c], argmax[n, c], chk[t]):
+                _pool2x2_plane_nan(plane, out[n, c], argmax[n, c])
+            continue
         if _has_nan(plane):
             _pool2x2_plane_nan(plane, out[n, c], argmax[n, c])
             continue
@@ -262,6 +271,42 @@ def max_pool2x2_forward_kernel(x, out, argmax):
                     k = 3
                 o[ox] = best
                 a[ox] = k
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pool2x2_plane_f32(plane, out, argmax, chk):
+    """The 2x2 forward of one plane, branch-free so that it vectorises (the compare-and-branch
+    loop mispredicts on real data: measured 1.6-1.7x slower in float32). Returns False when
+    the plane holds NaN or inf: the results are then not final and the caller redoes the plane
+    with :func:`_pool2x2_plane_nan` (correct for any plane).
+
+    The first maximum of a window: the first maximum of cells (0, 1), the first of (2, 3), and
+    the second pair only if strictly greater. Non-finite cells are found without a reduction
+    in the loop (one measured 2x slower): ``v - v`` is 0 for finite ``v`` and NaN otherwise,
+    summed per output column into ``chk`` (length OW) and checked once per plane."""
+    OW = out.shape[1]
+    zero = plane.dtype.type(0)
+    for ox in range(OW):
+        chk[ox] = zero
+    for oy in range(out.shape[0]):
+        r0 = plane[2 * oy]
+        r1 = plane[2 * oy + 1]
+        o = out[oy]
+        a = argmax[oy]
+        for ox in range(OW):
+            a0, a1 = r0[2 * ox], r0[2 * ox + 1]
+            a2, a3 = r1[2 * ox], r1[2 * ox + 1]
+            chk[ox] += ((a0 - a0) + (a1 - a1)) + ((a2 - a2) + (a3 - a3))
+            b01 = a1 if a1 > a0 else a0
+            b23 = a3 if a3 > a2 else a2
+            o[ox] = b23 if b23 > b01 else b01
+            k01 = argmax.dtype.type(a1 > a0)
+            k23 = argmax.dtype.type(2) + argmax.dtype.type(a3 > a2)
+            a[ox] = k23 if b23 > b01 else k01
+    s = zero
+    for ox in range(OW):
+        s += chk[ox]
+    return s == zero
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

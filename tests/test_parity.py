@@ -535,6 +535,30 @@ def test_max_pool2d_nan_like_reference(geom, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_max_pool2x2_fast_path_special_values(dtype, rng):
+    """The 2x2 stride-2 kernel (branch-free in float32, planes with NaN or inf redone) against
+    the reference, and bit for bit against the general ``max_pool2d_forward_kernel`` on the
+    same windows."""
+    x = rng.integers(-2, 3, (3, 5, 6, 9)).astype(dtype)  # ties everywhere; odd width
+    x[0, 0] = -0.0
+    x[0, 0, 2, 3] = 0.0  # +0 after -0 in a window: the first (-0) wins
+    x[0, 1, 1, 1] = np.inf  # an inf plane (no NaN): redone, same result
+    x[0, 2, 4, 4:6] = -np.inf
+    x[1, 3, 0, 1] = np.nan
+    x[1, 3, 1, 0] = np.nan  # two NaNs in one window: the first (row-major) wins
+    x[2, 4] = np.inf  # a plane of inf only
+    out, am = _check_pool_forward(x, _Geom(2, 2, 2, 0))
+    OH, OW = 3, 4
+    g_out = np.empty((3, 5, OH, OW), dtype)
+    g_am = np.empty((3, 5, OH, OW), np.int8)
+    from fastnn.kernels import pool2d as KP
+    KP.max_pool2d_forward_kernel(np.ascontiguousarray(x), 2, 2, 2, 0, g_out, g_am)
+    assert bits_equal(out, g_out)
+    np.testing.assert_array_equal(am, g_am)
+    assert np.signbit(out[0, 0, 0, 0])  # -0.0 kept
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("geom", [(3, 3, 2, 1), (3, 3, 1, 1), (2, 2, 1, 0), (3, 2, 3, 1),
                                   (4, 5, 2, 2), (1, 3, 2, 0)])
 def test_max_pool2d_wide_rows_tap_major(geom, dtype, rng):
