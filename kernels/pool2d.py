@@ -16,6 +16,10 @@ from ._jit import njit
 _PLANES = 8
 # interior windows per output row from which the general forward goes tap by tap
 _TAP_MAJOR_MIN = 24
+#: output rows per parallel iteration of the 2x2 kernels: planes of an even height are stacked
+#: into one tall plane (their windows never straddle two planes), so small planes do not each
+#: pay a parallel iteration
+_ROWS_2X2 = 64
 
 
 def _bits(a):
@@ -221,39 +225,57 @@ def _better(v, best):
     return v > best or (v != v and best == best)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _group_2x2(P, H, OH):
+    """Planes per parallel iteration of the 2x2 kernels (1 when H is odd: a plane's last row
+    belongs to no window, so planes cannot be stacked)."""
+    if H % 2:
+        return 1
+    return max(1, min(P, _ROWS_2X2 // max(1, OH)))
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def max_pool2x2_forward_kernel(x, out, argmax):
     """2x2 windows, stride 2, no padding: the book's pooling. Same results as
     :func:`max_pool2d_forward_kernel` with ``pool=2, stride=2, pad=0``.
 
-    float32: :func:`_pool2x2_plane_f32` (branch-free, vectorised), then NaN planes again.
-    float64: a compare-and-branch loop per window on NaN-free planes (with 8 lanes per vector
-    the branch-free form measured no faster).
+    Parallel over groups of planes (see :func:`_group_2x2`), each pooled as one tall plane.
+    float32: :func:`_pool2x2_plane_f32` (branch-free, vectorised), groups holding NaN or inf
+    redone by the NaN path. float64: a compare-and-branch loop per window on NaN-free groups
+    (with 8 lanes per vector the branch-free form measured no faster).
 
     Shape
     -----
     x: (N, C, H, W) C-contiguous; out, argmax: (N, C, H//2, W//2).
     """
-    N, C = x.shape[0], x.shape[1]
+    N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
-    chk = np.empty((N * C, OW), dtype=x.dtype)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        plane = x[n, c]
+    P = N * C
+    G = _group_2x2(P, H, OH)
+    tasks = (P + G - 1) // G
+    x3 = x.reshape(P, H, W)
+    o3 = out.reshape(P, OH, OW)
+    a3 = argmax.reshape(P, OH, OW)
+    chk = np.empty((tasks, OW), dtype=x.dtype)
+    for t in prange(tasks):
+        p0 = t * G
+        p1 = min(P, p0 + G)
+        plane = x3[p0:p1].reshape((p1 - p0) * H, W)
+        po = o3[p0:p1].reshape((p1 - p0) * OH, OW)
+        pa = a3[p0:p1].reshape((p1 - p0) * OH, OW)
         if x.itemsize == 4:  # float32 (a constant per compiled signature)
-            if not _pool2x2_plane_f32(plane, out[n, c], argmax[n, c], chk[t]):
-                _pool2x2_plane_nan(plane, out[n, c], argmax[n, c])
+            if not _pool2x2_plane_f32(plane, po, pa, chk[t]):
+                _pool2x2_plane_nan(plane, po, pa)
             continue
         if _has_nan(plane):
-            _pool2x2_plane_nan(plane, out[n, c], argmax[n, c])
+            _pool2x2_plane_nan(plane, po, pa)
             continue
-        for oy in range(OH):
+        for oy in range(po.shape[0]):
             r0 = plane[2 * oy]
             r1 = plane[2 * oy + 1]
-            o = out[n, c, oy]
-            a = argmax[n, c, oy]
+            o = po[oy]
+            a = pa[oy]
             for ox in range(OW):
                 best = r0[2 * ox]
                 k = 0
@@ -338,7 +360,8 @@ def _pool2x2_plane_nan(plane, out, argmax):
 def max_pool2x2_backward_kernel(dout, argmax, out, bad):
     """Backward of :func:`max_pool2x2_forward_kernel`: windows do not overlap, so every input
     cell is written exactly once (the gradient or zero); no zero-fill pass, no scatter.
-    ``bad[n*C + c]`` counts argmax entries outside ``[0, 4)``.
+    ``bad[t]`` counts the argmax entries outside ``[0, 4)`` of parallel iteration ``t`` (groups
+    of planes as in the forward; entries past the last group are set to 0).
 
     Branch-free on purpose: ``g if k == j else 0`` compiles to a branch per cell (LLVM turns a
     select whose condition compares a loaded value into a branch), mispredicted half the time
@@ -352,18 +375,24 @@ def max_pool2x2_backward_kernel(dout, argmax, out, bad):
     N, C, H, W = out.shape
     OH = dout.shape[2]
     OW = dout.shape[3]
-    dbits = _bits(dout)
-    obits = _bits(out)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        plane = obits[n, c]
+    P = N * C
+    G = _group_2x2(P, H, OH)
+    tasks = (P + G - 1) // G
+    d3 = _bits(dout).reshape(P, OH, OW)
+    o3 = _bits(out).reshape(P, H, W)
+    a3 = argmax.reshape(P, OH, OW)
+    for t in prange(tasks):
+        p0 = t * G
+        p1 = min(P, p0 + G)
+        plane = o3[p0:p1].reshape((p1 - p0) * H, W)
+        pd = d3[p0:p1].reshape((p1 - p0) * OH, OW)
+        pa = a3[p0:p1].reshape((p1 - p0) * OH, OW)
         nbad = 0
-        for oy in range(OH):
+        for oy in range(pd.shape[0]):
             r0 = plane[2 * oy]
             r1 = plane[2 * oy + 1]
-            d = dbits[n, c, oy]
-            a = argmax[n, c, oy]
+            d = pd[oy]
+            a = pa[oy]
             for ox in range(OW):
                 k = np.int64(a[ox])
                 g = d[ox]
@@ -375,7 +404,9 @@ def max_pool2x2_backward_kernel(dout, argmax, out, bad):
             for ix in range(2 * OW, W):  # odd width: the last column is in no window
                 r0[ix] = 0
                 r1[ix] = 0
-        for iy in range(2 * OH, H):  # odd height: the last row is in no window
-            for ix in range(W):
+        for iy in range(2 * pd.shape[0], plane.shape[0]):  # odd height (then one plane per
+            for ix in range(W):  # group): the last row is in no window
                 plane[iy, ix] = 0
         bad[t] = nbad
+    for t in range(tasks, bad.shape[0]):
+        bad[t] = 0

@@ -535,6 +535,27 @@ def test_max_pool2d_nan_like_reference(geom, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(7, 5, 4, 6), (3, 50, 2, 2), (2, 3, 7, 5), (1, 1, 130, 4)])
+def test_max_pool2x2_grouped_planes(shape, dtype, rng):
+    """The 2x2 kernels stack planes of even height into groups (a short last group; odd
+    heights one plane per group): forward and backward equal the general kernels', also with a
+    NaN in one plane of a group (the group is redone by the NaN path)."""
+    from fastnn.kernels import pool2d as KP
+    x = rng.integers(-3, 4, shape).astype(dtype)
+    x[-1, -1, 0, 0] = np.nan
+    N, C, H, W = shape
+    out, am = F.max_pool2d(x, 2, 2, 2, 0, return_argmax=True)
+    g_out = np.empty_like(out)
+    g_am = np.empty(am.shape, np.int8)
+    KP.max_pool2d_forward_kernel(x, 2, 2, 2, 0, g_out, g_am)
+    assert bits_equal(out, g_out)
+    np.testing.assert_array_equal(am, g_am)
+    dout = randn(rng, out.shape, dtype)
+    dx = F.max_pool2d_backward(dout, am, shape, 2, 2, 2, 0)
+    assert_close(dx, R.max_pool2d_backward(up(dout), am.astype(np.intp), shape, 2, 2, 2, 0), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_max_pool2x2_fast_path_special_values(dtype, rng):
     """The 2x2 stride-2 kernel (branch-free in float32, planes with NaN or inf redone) against
     the reference, and bit for bit against the general ``max_pool2d_forward_kernel`` on the
