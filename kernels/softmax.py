@@ -20,26 +20,47 @@ from ._vexp import _exp_shifted_row, _scratch
 _ROW_BLOCK = 16
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _order_key(b, shift, low):
+    """An integer with the order of the float whose bits are ``b`` (-0.0 keyed as +0.0)."""
+    key = b ^ ((b >> shift) & low)
+    return key + (key == -1)  # only -0.0 maps to -1
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _row_max(x):
-    """Maximum of a row; NaN if the row holds a NaN (NumPy's ``max``)."""
-    m = x[0]
-    nan = False
-    for j in range(x.shape[0]):
-        v = x[j]
-        m = v if v > m else m
-        nan = nan or v != v
-    if nan:
-        for j in range(x.shape[0]):
+def _row_max_into(x, out, k):
+    """``out[k] = max(x)`` for a row ``x``; NaN if the row holds one (NumPy's ``max``; a row
+    whose maximum is -0.0 gives +0.0).
+
+    A float max-reduction does not vectorise unless NaN is ruled out (not allowed here), and
+    a scalar one costs about a cycle per element. Here: integer max- and min-reductions over
+    keys with the floats' order (:func:`_order_key`; NaN keys lie beyond those of +-inf), the
+    result written back as bits; a row with a NaN is scanned again for its first NaN
+    (4096x1000 float32: 3.0 -> 0.25 ms for all row maxima)."""
+    K = x.shape[0]
+    bits = _bits(x)
+    shift = x.itemsize * 8 - 1
+    low = np.int64(0x7FFFFFFF) if x.itemsize == 4 else np.int64(0x7FFFFFFFFFFFFFFF)
+    pinf = np.int64(0x7F800000) if x.itemsize == 4 else np.int64(0x7FF0000000000000)
+    mx = -low - 1
+    mn = low
+    for j in range(K):
+        key = _order_key(np.int64(bits[j]), shift, low)
+        mx = max(mx, key)
+        mn = min(mn, key)
+    if mx > pinf or mn < -pinf - 1:  # a NaN (key(-inf) == -key(inf) - 1)
+        for j in range(K):
             if x[j] != x[j]:
-                return x[j]
-    return m
+                out[k] = x[j]
+                return
+    _bits(out)[k] = mx if mx >= 0 else mx ^ low
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _softmax_row(x, y, scratch):
     """``y = exp(x - max(x)) / sum(...)`` for one row; returns ``(max, sum)``."""
-    m = _row_max(x)
+    _row_max_into(x, scratch, 0)
+    m = scratch[0]
     s = _exp_shifted_row(x, m, y, scratch)
     for j in range(x.shape[0]):
         y[j] = y[j] / s
@@ -125,23 +146,6 @@ def softmax_cross_entropy_forward_serial_kernel(x, labels, eps, y, row_loss):
 _EXP_RUN = 1024
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _max_at(x, i):
-    """``max(x[i])`` (NaN if the row holds one), indexing the 2-D array (no row view)."""
-    K = x.shape[1]
-    m = x[i, 0]
-    nan = False
-    for j in range(K):  # branch-free (max, |): a compare-and-branch per element mispredicts
-        v = x[i, j]
-        m = max(m, v)
-        nan |= v != v
-    if nan:
-        for j in range(K):
-            if x[i, j] != x[i, j]:
-                return x[i, j]
-    return m
-
-
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 def _sum_at(y, i):
     """``sum(y[i])`` (vectorised; the order depends only on the row length)."""
@@ -149,13 +153,6 @@ def _sum_at(y, i):
     for j in range(y.shape[1]):
         s += y[i, j]
     return s
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _order_key(b, shift, low):
-    """An integer with the order of the float whose bits are ``b`` (-0.0 keyed as +0.0)."""
-    key = b ^ ((b >> shift) & low)
-    return key + (key == -1)  # only -0.0 maps to -1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -213,12 +210,12 @@ def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
     for r0 in range(i0, i1, rows):
         r1 = min(i1, r0 + rows)
         if rows == 1:  # a long row: exp straight from x, the sum from the same pass
-            m[0] = _max_at(x, r0)
+            _row_max_into(x[r0], m, 0)
             s = _exp_shifted_row(x[r0], m[0], dx[r0], scratch)
         else:
             for i in range(r0, r1):
-                mi = _max_at(x, i)
-                m[i - r0] = mi
+                _row_max_into(x[i], m, i - r0)
+                mi = m[i - r0]
                 base = (i - r0) * K
                 for j in range(K):
                     shifted[base + j] = x[i, j] - mi

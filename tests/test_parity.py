@@ -652,6 +652,33 @@ def _targets(kind, labels, K, dtype=np.float64):
 TARGET_KINDS = ["labels", "labels_col", "onehot"]
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_row_max_and_argmax_helpers_special_values(dtype, rng):
+    """The softmax kernels' row maximum (integer keys of the bits) and dense-target argmax equal
+    NumPy's max / argmax with NaN (either sign), +-inf, signed zeros, ties and huge values."""
+    from fastnn.kernels import softmax as KS
+    out = np.empty(1, dtype)
+    for trial in range(600):
+        K = int(rng.integers(1, 70))
+        row = (rng.integers(-2, 3, K) * rng.choice([1.0, 1e30, 1e-30])).astype(dtype)
+        r = rng.random(K)
+        row[(r > 0.1) & (r < 0.2)] = np.inf
+        row[(r > 0.2) & (r < 0.3)] = -np.inf
+        row[(r > 0.3) & (r < 0.4)] = -0.0
+        if trial % 3 == 0:
+            row[r < 0.05] = np.nan
+        if trial % 5 == 0:
+            row[r < 0.05] = -np.nan
+        if trial % 7 == 0:
+            row[:] = -np.inf
+        if trial % 11 == 0:
+            row[:] = -0.0
+        KS._row_max_into(row, out, 0)
+        want = np.max(row)
+        assert out[0] == want or (np.isnan(out[0]) and np.isnan(want)), (row, out[0])
+        assert KS._argmax_at(row.reshape(1, K), 0) == np.argmax(row), row
+
+
 @pytest.mark.parametrize("kind", TARGET_KINDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_cross_entropy_parity(kind, dtype, rng):
