@@ -18,6 +18,9 @@ from ._vexp import _exp_shifted_row, _scratch
 
 # rows handled by one prange iteration: amortises the scratch allocation over small rows
 _ROW_BLOCK = 16
+#: rows up to this length take plain scalar loops for their maximum / argmax (measured: the
+#: vectorised key loops cost ~30-50 ns more per row of 10)
+_SHORT_ROW = 32
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -25,6 +28,24 @@ def _order_key(b, shift, low):
     """An integer with the order of the float whose bits are ``b`` (-0.0 keyed as +0.0)."""
     key = b ^ ((b >> shift) & low)
     return key + (key == -1)  # only -0.0 maps to -1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _max_at(x, i):
+    """``max(x[i])`` (NaN if the row holds one) for a short row: a plain loop, indexing the
+    2-D array (for rows of 10, :func:`_row_max_into`'s setup measured 2x this whole call)."""
+    K = x.shape[1]
+    m = x[i, 0]
+    nan = False
+    for j in range(K):
+        v = x[i, j]
+        m = max(m, v)
+        nan |= v != v
+    if nan:
+        for j in range(K):
+            if x[i, j] != x[i, j]:
+                return x[i, j]
+    return m
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -59,8 +80,11 @@ def _row_max_into(x, out, k):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _softmax_row(x, y, scratch):
     """``y = exp(x - max(x)) / sum(...)`` for one row; returns ``(max, sum)``."""
-    _row_max_into(x, scratch, 0)
-    m = scratch[0]
+    if x.shape[0] <= _SHORT_ROW:
+        m = _max_at(x.reshape(1, x.shape[0]), 0)
+    else:
+        _row_max_into(x, scratch, 0)
+        m = scratch[0]
     s = _exp_shifted_row(x, m, y, scratch)
     for j in range(x.shape[0]):
         y[j] = y[j] / s
@@ -165,6 +189,19 @@ def _argmax_at(t, i):
     holding a NaN, as integer min-reductions (one-hot rows of 1000: 1.0 -> 0.2 ms per 4096)."""
     K = t.shape[1]
     row = t[i]
+    if K <= _SHORT_ROW:  # a short row: one compare per element (the keyed passes cost more)
+        best = row[0]
+        k = 0
+        if best != best:
+            return 0
+        for j in range(1, K):
+            v = row[j]
+            if v != v:
+                return j
+            if v > best:
+                best = v
+                k = j
+        return k
     bits = _bits(t)[i]
     shift = t.itemsize * 8 - 1
     low = np.int64(0x7FFFFFFF) if t.itemsize == 4 else np.int64(0x7FFFFFFFFFFFFFFF)
@@ -214,8 +251,12 @@ def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
             s = _exp_shifted_row(x[r0], m[0], dx[r0], scratch)
         else:
             for i in range(r0, r1):
-                _row_max_into(x[i], m, i - r0)
-                mi = m[i - r0]
+                if K <= _SHORT_ROW:
+                    mi = _max_at(x, i)
+                    m[i - r0] = mi
+                else:
+                    _row_max_into(x[i], m, i - r0)
+                    mi = m[i - r0]
                 base = (i - r0) * K
                 for j in range(K):
                     shifted[base + j] = x[i, j] - mi

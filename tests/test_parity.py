@@ -677,6 +677,8 @@ def test_row_max_and_argmax_helpers_special_values(dtype, rng):
         want = np.max(row)
         assert out[0] == want or (np.isnan(out[0]) and np.isnan(want)), (row, out[0])
         assert KS._argmax_at(row.reshape(1, K), 0) == np.argmax(row), row
+        m = KS._max_at(row.reshape(1, K), 0)  # the short-row maximum
+        assert m == want or (np.isnan(m) and np.isnan(want)), (row, m)
 
 
 @pytest.mark.parametrize("kind", TARGET_KINDS)
