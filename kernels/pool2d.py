@@ -219,6 +219,14 @@ def _group_2x2(P, H, OH):
     return max(1, min(P, _ROWS_2X2 // max(1, OH)))
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tall(a3, t, G):
+    """Planes ``t*G : (t+1)*G`` of a ``(P, rows, cols)`` stack, as one tall 2-D plane."""
+    p0 = t * G
+    p1 = min(a3.shape[0], p0 + G)
+    return a3[p0:p1].reshape((p1 - p0) * a3.shape[1], a3.shape[2])
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def max_pool2x2_forward_kernel(x, out, argmax):
     """2x2 windows, stride 2, no padding: the book's pooling. Same results as
@@ -244,11 +252,7 @@ def max_pool2x2_forward_kernel(x, out, argmax):
     a3 = argmax.reshape(P, OH, OW)
     chk = np.empty((tasks, OW), dtype=x.dtype)
     for t in prange(tasks):
-        p0 = t * G
-        p1 = min(P, p0 + G)
-        plane = x3[p0:p1].reshape((p1 - p0) * H, W)
-        po = o3[p0:p1].reshape((p1 - p0) * OH, OW)
-        pa = a3[p0:p1].reshape((p1 - p0) * OH, OW)
+        plane, po, pa = _tall(x3, t, G), _tall(o3, t, G), _tall(a3, t, G)
         if x.itemsize == 4:  # float32 (a constant per compiled signature)
             if not _pool2x2_plane_f32(plane, po, pa, chk[t]):
                 _pool2x2_plane_nan(plane, po, pa)
@@ -370,11 +374,7 @@ def max_pool2x2_backward_kernel(dout, argmax, out, bad):
     o3 = _bits(out).reshape(P, H, W)
     a3 = argmax.reshape(P, OH, OW)
     for t in prange(tasks):
-        p0 = t * G
-        p1 = min(P, p0 + G)
-        plane = o3[p0:p1].reshape((p1 - p0) * H, W)
-        pd = d3[p0:p1].reshape((p1 - p0) * OH, OW)
-        pa = a3[p0:p1].reshape((p1 - p0) * OH, OW)
+        plane, pd, pa = _tall(o3, t, G), _tall(d3, t, G), _tall(a3, t, G)
         nbad = 0
         for oy in range(pd.shape[0]):
             r0 = plane[2 * oy]
@@ -414,11 +414,7 @@ def _pool2x2_backward_f32_pairs(dout, argmax, out, bad, G, tasks):
     a3 = argmax.reshape(P, OH, OW)
     hi = np.uint64(32)
     for t in prange(tasks):
-        p0 = t * G
-        p1 = min(P, p0 + G)
-        plane = o3[p0:p1].reshape((p1 - p0) * H, W // 2)
-        pd = d3[p0:p1].reshape((p1 - p0) * OH, OW)
-        pa = a3[p0:p1].reshape((p1 - p0) * OH, OW)
+        plane, pd, pa = _tall(o3, t, G), _tall(d3, t, G), _tall(a3, t, G)
         nbad = 0
         for oy in range(pd.shape[0]):
             w0 = plane[2 * oy]
