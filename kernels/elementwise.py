@@ -69,23 +69,31 @@ def relu_backward_serial_kernel(dout, mask):
 
 # ---------------------------------------------------------------------------------- sigmoid
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _sigmoid_forward_range(x, out, lo, hi):
+def _sigmoid_forward_range(x, out, lo, hi, neg, e, scratch):
+    """Elements ``lo:hi`` (at most ``_CHUNK``); ``neg``, ``e``, ``scratch``: ``_CHUNK`` cells
+    of scratch each, owned by the caller (one allocation per parallel block, not per chunk:
+    three allocations per 4096 elements measured a quarter of the book-shape forward)."""
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
     L = hi - lo
-    neg = np.empty(L, dtype=x.dtype)
-    e = np.empty(L, dtype=x.dtype)
-    scratch = np.empty(L, dtype=x.dtype)
     # zero-based views: ``x[lo + j]`` may wrap around (negative) for all LLVM knows, which
     # keeps a loop scalar
     xs = x[lo:hi]
     os = out[lo:hi]
+    ng = neg[:L]
+    ee = e[:L]
     for j in range(L):
-        neg[j] = -np.abs(xs[j])
-    _exp_shifted_row(neg, zero, e, scratch)
+        ng[j] = -np.abs(xs[j])
+    _exp_shifted_row(ng, zero, ee, scratch[:L])
     for j in range(L):
-        ej = e[j]
-        os[j] = one / (one + ej) if xs[j] >= zero else ej / (one + ej)
+        ej = ee[j]
+        d = one / (one + ej)  # one division: e/(1+e) as e * (1/(1+e)), within an ulp
+        os[j] = d if xs[j] >= zero else ej * d
+
+
+#: chunks of _CHUNK elements per parallel block of the sigmoid forward: blocks own their
+#: scratch; 16 blocks balance any thread count up to 16
+_SIGMOID_BLOCKS = 16
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -98,16 +106,27 @@ def sigmoid_forward_kernel(x, out):
     x, out: (M,) contiguous.
     """
     M = x.shape[0]
-    for ch in prange((M + _CHUNK - 1) // _CHUNK):
-        _sigmoid_forward_range(x, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
+    nch = (M + _CHUNK - 1) // _CHUNK
+    nblk = min(nch, _SIGMOID_BLOCKS)
+    per = (nch + nblk - 1) // nblk
+    for blk in prange(nblk):
+        neg = np.empty(_CHUNK, dtype=x.dtype)
+        e = np.empty(_CHUNK, dtype=x.dtype)
+        scratch = np.empty(_CHUNK, dtype=x.dtype)
+        for ch in range(blk * per, min(nch, (blk + 1) * per)):
+            _sigmoid_forward_range(x, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK), neg, e,
+                                   scratch)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sigmoid_forward_serial_kernel(x, out):
     """Single-threaded :func:`sigmoid_forward_kernel` for small arrays."""
     M = x.shape[0]
+    neg = np.empty(_CHUNK, dtype=x.dtype)
+    e = np.empty(_CHUNK, dtype=x.dtype)
+    scratch = np.empty(_CHUNK, dtype=x.dtype)
     for ch in range((M + _CHUNK - 1) // _CHUNK):
-        _sigmoid_forward_range(x, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK))
+        _sigmoid_forward_range(x, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK), neg, e, scratch)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
