@@ -33,6 +33,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
+from .conv2d_gemm import _sum_slots
 
 #: filters per register block of the forward kernel
 _FB = 4
@@ -293,11 +294,4 @@ def conv2d_3x3_backward_weight_kernel(x, dout, pad, out):
                 if FN % 2:  # the odd filter out, paired with itself into a scratch
                     _weight_taps2(xp[c], gw[FN - 1, :L], gw[FN - 1, :L], Wp, acc[FN - 1, c],
                                   spare)
-    for f in prange(FN):
-        for c in range(C):
-            for ky in range(3):
-                for kx in range(3):
-                    v = partial[0, f, c, ky, kx]
-                    for s in range(1, slots):
-                        v += partial[s, f, c, ky, kx]
-                    out[f, c, ky, kx] = v
+    _sum_slots(partial.reshape(slots, FN, C * 9), out.reshape(FN, C * 9))

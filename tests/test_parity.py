@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 import fastnn
 from fastnn import functional as F
 from fastnn import reference as R
+from fastnn.kernels import pool2d as KP
+from fastnn.kernels import softmax as KS
 
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["f64", "f32"]
@@ -540,7 +542,6 @@ def test_max_pool2x2_grouped_planes(shape, dtype, rng):
     """The 2x2 kernels stack planes of even height into groups (a short last group; odd
     heights one plane per group): forward and backward equal the general kernels', also with a
     NaN in one plane of a group (the group is redone by the NaN path)."""
-    from fastnn.kernels import pool2d as KP
     x = rng.integers(-3, 4, shape).astype(dtype)
     x[-1, -1, 0, 0] = np.nan
     N, C, H, W = shape
@@ -572,7 +573,6 @@ def test_max_pool2x2_fast_path_special_values(dtype, rng):
     OH, OW = 3, 4
     g_out = np.empty((3, 5, OH, OW), dtype)
     g_am = np.empty((3, 5, OH, OW), np.int8)
-    from fastnn.kernels import pool2d as KP
     KP.max_pool2d_forward_kernel(np.ascontiguousarray(x), 2, 2, 2, 0, g_out, g_am)
     assert bits_equal(out, g_out)
     np.testing.assert_array_equal(am, g_am)
@@ -656,7 +656,6 @@ TARGET_KINDS = ["labels", "labels_col", "onehot"]
 def test_row_max_and_argmax_helpers_special_values(dtype, rng):
     """The softmax kernels' row maximum (integer keys of the bits) and dense-target argmax equal
     NumPy's max / argmax with NaN (either sign), +-inf, signed zeros, ties and huge values."""
-    from fastnn.kernels import softmax as KS
     out = np.empty(1, dtype)
     for trial in range(600):
         K = int(rng.integers(1, 70))
