@@ -111,6 +111,7 @@ CONV_CASES = [
     ConvCase(2, 1, 6, 6, 2, 3, 3, 2, 0),  # stride leaves the last row/column unused
     ConvCase(1, 2, 7, 8, 2, 2, 2, 3, 0),  # stride > filter: skipped pixels
     ConvCase(1, 2, 7, 7, 2, 2, 2, 3, 1),  # stride > filter with padding
+    ConvCase(2, 2, 4, 5, 5, 3, 3, 1, 2),  # 3x3 pad 2: the 3x3 kernels' data gradient at pad 0
 ]
 
 #: Max-pooling geometries (pad < window always): the book's 2x2/2, odd inputs, overlapping
