@@ -33,7 +33,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from .conv2d_gemm import _sum_slots
+from .conv2d_gemm import _copy_row, _sum_slots
 
 #: filters per register block of the forward kernel
 _FB = 4
@@ -58,6 +58,8 @@ def _plan(N, C, H, Wd, pad, itemsize, target):
     per_image = P * Wp
     G = min(N, target // per_image, (N + 7) // 8, (512 * 1024) // max(1, C * per_image * itemsize))
     G = max(1, G)
+    groups = (N + G - 1) // G
+    G = (N + groups - 1) // groups  # even groups (100 images: 10 of 10, not 9 of 11 and 1)
     return G, (N + G - 1) // G, P, Wp
 
 
@@ -72,7 +74,7 @@ def _stack_images(x, n0, m, pad, xp):
         for c in range(C):
             for iy in range(H):
                 base = (pad + i * P + iy) * Wp + pad
-                xp[c, base : base + Wd] = x[n0 + i, c, iy]
+                _copy_row(x[n0 + i, c, iy], xp[c, base : base + Wd])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -159,7 +161,7 @@ def _forward_filters(xp, W, b, n0, m, f0, fb, P, Wp, acc, out):
         for i in range(fb):
             for oy in range(OH):
                 r = (g * P + oy) * Wp
-                out[n0 + g, f0 + i, oy] = acc[i, r : r + OW]
+                _copy_row(acc[i, r : r + OW], out[n0 + g, f0 + i, oy])
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -286,7 +288,7 @@ def conv2d_3x3_backward_weight_kernel(x, dout, pad, out):
                 for f in range(FN):
                     for oy in range(OH):
                         r = (i * P + oy) * Wp
-                        gw[f, r : r + OW] = dout[n0 + i, f, oy]
+                        _copy_row(dout[n0 + i, f, oy], gw[f, r : r + OW])
             L = m * P * Wp
             for c in range(C):
                 for f in range(0, FN - 1, 2):

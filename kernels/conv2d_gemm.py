@@ -27,6 +27,18 @@ from numba import prange
 from ._jit import njit
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _copy_row(src, dst):
+    """``dst[:] = src`` for two 1-D views of the same length, as a plain element loop.
+
+    Numba's slice assignment checks the two arrays for overlap first, which costs more than
+    copying a short image row: building the stacked 8x8-image scratch of a (100, 64, 8, 8)
+    3x3 convolution took 0.45 ms with slice copies, 0.15 ms with this loop."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
+
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _geometry(H, W, FH, FW, stride, pad):
     """``(OH, OW, Hp, Wp, RW, L)``: output size, padded size, panel row width and length."""
@@ -49,12 +61,10 @@ def _fill_panel(x, n, FH, FW, stride, pad, xpad, panel, col0):
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     OH, OW, Hp, Wp, RW, L = _geometry(H, W, FH, FW, stride, pad)
-    # slice copies: LLVM turns them into memcpy-speed loops (element loops over two row views
-    # of possibly-aliasing arrays measured 1.6x slower)
     for c in range(C):
         for iy in range(H):
             base = (iy + pad) * Wp + pad
-            xpad[c, base : base + W] = x[n, c, iy]
+            _copy_row(x[n, c, iy], xpad[c, base : base + W])
     for c in range(C):
         xc = xpad[c]
         for ky in range(FH):
@@ -158,7 +168,7 @@ def conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out):
                 for f in range(FN):
                     for oy in range(OH):
                         r0 = i * L + oy * RW
-                        dw[f, r0 : r0 + OW] = dout[n0 + i, f, oy]
+                        _copy_row(dout[n0 + i, f, oy], dw[f, r0 : r0 + OW])
             if m < nb:  # short last group: unused columns must contribute exactly zero
                 panel[:, m * L :] = 0
                 dw[:, m * L :] = 0
@@ -195,7 +205,7 @@ def conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out):
                 for f in range(FN):
                     for oy in range(OH):
                         r0 = i * L + oy * RW
-                        dw[f, r0 : r0 + OW] = dout[n0 + i, f, oy]
+                        _copy_row(dout[n0 + i, f, oy], dw[f, r0 : r0 + OW])
             # a short last group computes stale columns too; they are not folded back
             np.dot(WmT, dw, dpanel)
             for i in range(m):
