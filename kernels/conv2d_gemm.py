@@ -72,7 +72,7 @@ def _fill_panel(x, n, FH, FW, stride, pad, xpad, panel, col0):
                 r = (c * FH + ky) * FW + kx
                 if stride == 1:
                     s0 = ky * Wp + kx
-                    panel[r, col0 : col0 + L] = xpad[c, s0 : s0 + L]
+                    _copy_row(xpad[c, s0 : s0 + L], panel[r, col0 : col0 + L])
                 else:
                     prow = panel[r]
                     for oy in range(OH):
@@ -228,7 +228,7 @@ def conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out):
                                         xc[s0 + ox * stride] += prow[c0 + ox]
                     for iy in range(H):
                         base = (iy + pad) * Wp + pad
-                        out[n, c, iy] = xc[base : base + Wd]
+                        _copy_row(xc[base : base + Wd], out[n, c, iy])
 
 
 # --------------------------------------------------------------------------- 1x1, stride 1, pad 0
