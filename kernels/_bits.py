@@ -1,8 +1,9 @@
-"""``_bits``: a float array viewed as same-size signed integers (shared by kernel modules)."""
+"""Float bits as integers (shared by kernel modules): ``_bits`` views a float array as same-size
+signed integers; ``_f2i`` / ``_i2f`` bit-cast single scalars."""
 
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 
 def _bits(a):
@@ -19,4 +20,62 @@ def _bits_overload(a):
         return lambda a: a.view(np.int32)
     if a.dtype == types.float64:
         return lambda a: a.view(np.int64)
+    return None
+
+
+# ------------------------------------------------------------------ scalar bit casts
+def _f2i(v):
+    """The IEEE bits of a float32/float64 scalar as an int32/int64 (free in compiled code, and
+    vectorisable: a bit cast, not a conversion).
+
+    Compiled code uses the overload below; this body runs only under ``NUMBA_DISABLE_JIT=1``.
+    """
+    a = np.asarray(v)
+    return a.view(np.int32 if a.itemsize == 4 else np.int64)[()]
+
+
+def _i2f(i):
+    """The float32/float64 whose IEEE bits are the int32/int64 ``i`` (inverse of :func:`_f2i`).
+
+    Compiled code uses the overload below; this body runs only under ``NUMBA_DISABLE_JIT=1``.
+    """
+    a = np.asarray(i)
+    return a.view(np.float32 if a.itemsize == 4 else np.float64)[()]
+
+
+@intrinsic
+def _bitcast_f2i(typingctx, v):
+    if not isinstance(v, types.Float) or v.bitwidth not in (32, 64):
+        return None
+    ity = types.int32 if v.bitwidth == 32 else types.int64
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(ity))
+
+    return ity(v), codegen
+
+
+@intrinsic
+def _bitcast_i2f(typingctx, i):
+    if not isinstance(i, types.Integer) or i.bitwidth not in (32, 64):
+        return None
+    fty = types.float32 if i.bitwidth == 32 else types.float64
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(fty))
+
+    return fty(i), codegen
+
+
+@overload(_f2i, jit_options={"cache": True}, inline="always")
+def _f2i_overload(v):
+    if isinstance(v, types.Float):
+        return lambda v: _bitcast_f2i(v)
+    return None
+
+
+@overload(_i2f, jit_options={"cache": True}, inline="always")
+def _i2f_overload(i):
+    if isinstance(i, types.Integer):
+        return lambda i: _bitcast_i2f(i)
     return None

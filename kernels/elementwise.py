@@ -4,18 +4,14 @@ Each ``*_kernel`` is a flat ``prange`` over the elements (Numba chunks it and LL
 chunks: measured 3-6x faster than calling a per-chunk helper from the prange body); its
 ``*_serial_kernel`` twin is the same one-line body in a plain loop, for small arrays where
 starting the thread pool costs more than the work (the book's nets run (100, 50) activations).
-Both give identical results. Sigmoid needs per-chunk scratch for the vectorised ``exp`` and
-keeps a chunk helper.
+Both give identical results. Sigmoid inlines the vectorisable ``exp`` of :mod:`._vexp`.
 """
 
 import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._vexp import _exp_shifted_row
-
-# elements per prange iteration
-_CHUNK = 4096
+from ._vexp import _exp_le0
 
 
 # ------------------------------------------------------------------------------------- ReLU
@@ -68,65 +64,37 @@ def relu_backward_serial_kernel(dout, mask):
 
 
 # ---------------------------------------------------------------------------------- sigmoid
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _sigmoid_forward_range(x, out, lo, hi, neg, e, scratch):
-    """Elements ``lo:hi`` (at most ``_CHUNK``); ``neg``, ``e``, ``scratch``: ``_CHUNK`` cells
-    of scratch each, owned by the caller (one allocation per parallel block, not per chunk:
-    three allocations per 4096 elements measured a quarter of the book-shape forward)."""
-    one = x.dtype.type(1)
-    zero = x.dtype.type(0)
-    L = hi - lo
-    # zero-based views: ``x[lo + j]`` may wrap around (negative) for all LLVM knows, which
-    # keeps a loop scalar
-    xs = x[lo:hi]
-    os = out[lo:hi]
-    ng = neg[:L]
-    ee = e[:L]
-    for j in range(L):
-        ng[j] = -np.abs(xs[j])
-    _exp_shifted_row(ng, zero, ee, scratch[:L])
-    for j in range(L):
-        ej = ee[j]
-        d = one / (one + ej)  # one division: e/(1+e) as e * (1/(1+e)), within an ulp
-        os[j] = d if xs[j] >= zero else ej * d
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _sigmoid(v, one, zero):
+    """``1 / (1 + exp(-v))`` as ``1/(1+e)`` for ``v >= 0`` and ``e/(1+e)`` for ``v < 0``, with
+    ``e = exp(-|v|)`` (the vectorisable exp of :mod:`._vexp`; never overflows). One division:
+    ``e/(1+e)`` is ``e * (1/(1+e))``, within an ulp."""
+    e = _exp_le0(-np.abs(v))
+    d = one / (one + e)
+    return d if v >= zero else e * d
 
 
-#: chunks of _CHUNK elements per parallel block of the sigmoid forward: blocks own their
-#: scratch; 16 blocks balance any thread count up to 16
-_SIGMOID_BLOCKS = 16
-
-
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def sigmoid_forward_kernel(x, out):
-    """``out = 1 / (1 + exp(-x))``, evaluated as ``1/(1+e)`` for ``x >= 0`` and ``e/(1+e)``
-    for ``x < 0`` with ``e = exp(-|x|)`` (vectorised exp, never overflows).
+    """``out = 1 / (1 + exp(-x))`` (see :func:`_sigmoid`).
 
     Shape
     -----
     x, out: (M,) contiguous.
     """
-    M = x.shape[0]
-    nch = (M + _CHUNK - 1) // _CHUNK
-    nblk = min(nch, _SIGMOID_BLOCKS)
-    per = (nch + nblk - 1) // nblk
-    for blk in prange(nblk):
-        neg = np.empty(_CHUNK, dtype=x.dtype)
-        e = np.empty(_CHUNK, dtype=x.dtype)
-        scratch = np.empty(_CHUNK, dtype=x.dtype)
-        for ch in range(blk * per, min(nch, (blk + 1) * per)):
-            _sigmoid_forward_range(x, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK), neg, e,
-                                   scratch)
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    for i in prange(x.shape[0]):
+        out[i] = _sigmoid(x[i], one, zero)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def sigmoid_forward_serial_kernel(x, out):
     """Single-threaded :func:`sigmoid_forward_kernel` for small arrays."""
-    M = x.shape[0]
-    neg = np.empty(_CHUNK, dtype=x.dtype)
-    e = np.empty(_CHUNK, dtype=x.dtype)
-    scratch = np.empty(_CHUNK, dtype=x.dtype)
-    for ch in range((M + _CHUNK - 1) // _CHUNK):
-        _sigmoid_forward_range(x, out, ch * _CHUNK, min(M, (ch + 1) * _CHUNK), neg, e, scratch)
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    for i in range(x.shape[0]):
+        out[i] = _sigmoid(x[i], one, zero)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")

@@ -85,7 +85,7 @@ def _softmax_row(x, y, scratch):
     else:
         _row_max_into(x, scratch, 0)
         m = scratch[0]
-    s = _exp_shifted_row(x, m, y, scratch)
+    s = _exp_shifted_row(x, m, y)
     for j in range(x.shape[0]):
         y[j] = y[j] / s
     return m, s
@@ -240,7 +240,6 @@ def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
     dense = t.shape[0] == N
     rows = max(1, _EXP_RUN // K)
     run = min(rows, i1 - i0) * K
-    scratch = _scratch(x, run)
     shifted = _scratch(x, run if rows > 1 else 0)
     m = np.empty(rows, dtype=x.dtype)
     flat = dx.reshape(N * K)
@@ -248,7 +247,7 @@ def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
         r1 = min(i1, r0 + rows)
         if rows == 1:  # a long row: exp straight from x, the sum from the same pass
             _row_max_into(x[r0], m, 0)
-            s = _exp_shifted_row(x[r0], m[0], dx[r0], scratch)
+            s = _exp_shifted_row(x[r0], m[0], dx[r0])
         else:
             for i in range(r0, r1):
                 if K <= _SHORT_ROW:
@@ -261,7 +260,7 @@ def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
                 for j in range(K):
                     shifted[base + j] = x[i, j] - mi
             length = (r1 - r0) * K
-            _exp_shifted_row(shifted[:length], zero, flat[r0 * K : r1 * K], scratch)
+            _exp_shifted_row(shifted[:length], zero, flat[r0 * K : r1 * K])
         for i in range(r0, r1):
             if rows > 1:  # per-row sums: the same order whatever the run boundaries
                 s = _sum_at(dx, i)
