@@ -1,9 +1,13 @@
 """3x3 stride-1 convolution in registers: forward (also the data gradient) and weight gradient.
 
 The layout is the "wide row" of :mod:`.conv2d_gemm`, without a panel: image ``n`` is copied once
-into a zero-padded scratch ``xp`` of shape ``(C, Hp*Wp + 2)`` (``Hp = H + 2*pad``,
-``Wp = W + 2*pad``), and output pixel ``(oy, ox)`` becomes wide column ``j = oy*Wp + ox``
-(``0 <= j < L = OH*Wp``; the ``Wp - OW`` columns past each row's end are computed and dropped).
+into a zero-padded scratch ``xp`` of shape ``(C, Hp*Wp + 2)`` (``Hp = H + 2*pad``), and output
+pixel ``(oy, ox)`` becomes wide column ``j = oy*Wp + ox`` (``0 <= j < L = OH*Wp``; the
+``Wp - OW`` columns past each row's end are computed and dropped). Rows share their padding:
+``Wp = W + pad``, the ``pad`` zero columns at the start of row ``r + 1`` being also the right
+padding of row ``r`` (a tap reaches at most ``pad`` cells past either edge); stacked images
+share padding rows the same way. For 8x8 images at pad 1 that computes 81 wide cells per 64
+outputs instead of 90, and the (100, 64, 8, 8) forward measured 1.1x faster.
 Tap ``(ky, kx)`` of wide column ``j`` is then ``xp[c, j + ky*Wp + kx]``: nine fixed offsets,
 so with the nine shifted views ``v_t = xp[c, off_t : off_t + L]`` the convolution is
 
@@ -41,9 +45,9 @@ _FB = 4
 _JB = 1024
 #: wide columns per group of the weight gradient (its dot products want long rows)
 _JB_WEIGHT = 4096
-#: image groups from which the forward kernel runs one group per parallel iteration (below:
-#: one group and filter block, so a small batch still uses every thread)
-_PER_TASK_MIN_GROUPS = 8
+#: parallel iterations the forward kernel aims for (groups x parts of the filter blocks), so
+#: that a small batch still uses every thread and an odd group count balances
+_MIN_TASKS = 16
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -54,7 +58,7 @@ def _plan(N, C, H, Wd, pad, itemsize, target):
     groups when the batch allows (the parallel iterations), and the group's scratch within
     about 512 KiB."""
     P = H + pad
-    Wp = Wd + 2 * pad
+    Wp = Wd + pad  # rows share their padding columns, as stacked images share padding rows
     per_image = P * Wp
     G = min(N, target // per_image, (N + 7) // 8, (512 * 1024) // max(1, C * per_image * itemsize))
     G = max(1, G)
@@ -69,7 +73,7 @@ def _stack_images(x, n0, m, pad, xp):
     ``n0 + i``'s row ``iy`` at columns ``pad : pad + W``; every other cell stays zero."""
     C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
     P = H + pad
-    Wp = Wd + 2 * pad
+    Wp = Wd + pad  # rows share their padding columns, as stacked images share padding rows
     for i in range(m):
         for c in range(C):
             for iy in range(H):
@@ -169,8 +173,9 @@ def _forward_filters(xp, W, b, n0, m, f0, fb, P, Wp, acc, out):
 def conv2d_3x3_forward_kernel(x, W, b, pad, out):
     """``out = conv2d(x, W, stride=1, pad=pad) + b`` for 3x3 filters and ``0 <= pad <= 2``.
 
-    Images are stacked in groups (see :func:`_plan`); parallel over groups when there are at
-    least 8, else over (group, block of 4 filters) pairs.
+    Images are stacked in groups (see :func:`_plan`); parallel over (group, part of the filter
+    blocks) pairs, with the filter blocks split in as few parts as give ``_MIN_TASKS``
+    iterations (9 groups on 2 threads: 18 iterations, not 5 against 4).
 
     Shape
     -----
@@ -181,17 +186,21 @@ def conv2d_3x3_forward_kernel(x, W, b, pad, out):
     FN = W.shape[0]
     G, groups, P, Wp = _plan(N, C, H, Wd, pad, x.itemsize, _JB)
     NB = (FN + _FB - 1) // _FB
-    per_task = NB if groups >= _PER_TASK_MIN_GROUPS else 1  # filter blocks per iteration
-    tasks_per_group = NB // per_task
-    for t in prange(groups * tasks_per_group):
-        grp = t // tasks_per_group
-        b0 = (t - grp * tasks_per_group) * per_task
+    split = 1  # each group's filter blocks in ``split`` parts: at least _MIN_TASKS iterations
+    while groups * split < _MIN_TASKS and split < NB:
+        split *= 2
+    per_task = (NB + split - 1) // split  # filter blocks per iteration
+    for t in prange(groups * split):
+        grp = t // split
+        b0 = (t - grp * split) * per_task
+        if b0 >= NB:
+            continue
         n0 = grp * G
         m = min(G, N - n0)
         xp = np.zeros((C, _scratch_len(G, P, Wp)), dtype=x.dtype)
         _stack_images(x, n0, m, pad, xp)
         acc = np.empty((_FB, G * P * Wp), dtype=x.dtype)
-        for blk in range(b0, b0 + per_task):
+        for blk in range(b0, min(NB, b0 + per_task)):
             f0 = blk * _FB
             _forward_filters(xp, W, b, n0, m, f0, min(_FB, FN - f0), P, Wp, acc, out)
 
