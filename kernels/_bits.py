@@ -43,28 +43,27 @@ def _i2f(i):
     return a.view(np.float32 if a.itemsize == 4 else np.float64)[()]
 
 
-@intrinsic
-def _bitcast_f2i(typingctx, v):
-    if not isinstance(v, types.Float) or v.bitwidth not in (32, 64):
-        return None
-    ity = types.int32 if v.bitwidth == 32 else types.int64
+def _bitcast(accepts, target):
+    """An intrinsic bit-casting a scalar whose Numba type ``accepts`` to ``target(type)``."""
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(ity))
+    @intrinsic
+    def cast(typingctx, v):
+        if not accepts(v):
+            return None
+        to = target(v)
 
-    return ity(v), codegen
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], context.get_value_type(to))
+
+        return to(v), codegen
+
+    return cast
 
 
-@intrinsic
-def _bitcast_i2f(typingctx, i):
-    if not isinstance(i, types.Integer) or i.bitwidth not in (32, 64):
-        return None
-    fty = types.float32 if i.bitwidth == 32 else types.float64
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(fty))
-
-    return fty(i), codegen
+_bitcast_f2i = _bitcast(lambda v: isinstance(v, types.Float) and v.bitwidth in (32, 64),
+                        lambda v: types.int32 if v.bitwidth == 32 else types.int64)
+_bitcast_i2f = _bitcast(lambda v: isinstance(v, types.Integer) and v.bitwidth in (32, 64),
+                        lambda v: types.float32 if v.bitwidth == 32 else types.float64)
 
 
 @overload(_f2i, jit_options={"cache": True}, inline="always")
