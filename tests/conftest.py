@@ -112,6 +112,7 @@ CONV_CASES = [
     ConvCase(1, 2, 7, 8, 2, 2, 2, 3, 0),  # stride > filter: skipped pixels
     ConvCase(1, 2, 7, 7, 2, 2, 2, 3, 1),  # stride > filter with padding
     ConvCase(2, 2, 4, 5, 5, 3, 3, 1, 2),  # 3x3 pad 2: the 3x3 kernels' data gradient at pad 0
+    ConvCase(2, 2, 6, 5, 3, 5, 5, 1, 2),  # 5x5 "same" padding: the 5x5 direct kernels
 ]
 
 #: Max-pooling geometries (pad < window always): the book's 2x2/2, odd inputs, overlapping

@@ -210,28 +210,45 @@ def test_conv2d_all_ops_hypothesis(geom, algorithm):
     assert_close(F.conv2d_backward_bias(dout), R.conv2d_backward_bias(up(dout)), dtype)
 
 
-# --------------------------------------------------------------------------- 3x3 stride-1 kernels
+# --------------------------------------------------------------------- 3x3 / 5x5 stride-1 kernels
 #: Shapes that reach every branch of kernels/conv2d_3x3.py: stacked image groups (small images)
-#: with a short last group, fewer than 8 groups (parallel over filter blocks) and more, filter
-#: counts that are not a multiple of the block of 4 (and fewer than 4), one channel, pad 0-2
-#: (the data gradient runs the forward kernel with pad 2 - pad), 1-pixel outputs.
+#: with a short last group, few groups (filter blocks split over parallel iterations) and many,
+#: filter counts that are not a multiple of the block of 4 (and fewer than 4), one channel,
+#: pad 0 to K - 1 (the data gradient runs the forward kernel with pad K - 1 - pad, so both
+#: ends), 1-pixel outputs. Run with 3x3 and with 5x5 filters (pads above K - 1 are clipped).
 CONV3X3_CASES = [
     ((23, 3, 5, 7), 10, 1),  # 2 images per group, 12 groups, the last one short; FN = 4+4+2
-    ((5, 2, 6, 6), 3, 0),  # FN < 4; groups < 8 -> (group, block) tasks
+    ((5, 2, 6, 6), 3, 0),  # FN < 4; few groups -> filter blocks split
     ((9, 1, 28, 28), 16, 1),  # one channel (the first layer)
-    ((3, 4, 14, 14), 5, 2),  # pad 2: the data gradient runs with pad 0
-    ((2, 3, 3, 3), 7, 0),  # 1x1 output
-    ((1, 2, 1, 1), 4, 1),  # a 1x1 image: only the centre tap sees data
+    ((3, 4, 14, 14), 5, 2),  # pad 2: the 3x3 data gradient runs with pad 0
+    ((2, 3, 3, 3), 7, 0),  # 1x1 output (3x3)
+    ((1, 2, 1, 1), 4, 1),  # a 1x1 image: only the centre tap sees data (3x3)
     ((17, 6, 8, 8), 9, 1),  # 8x8 images (DeepConvNet's last block), many per group
     ((2, 3, 40, 37), 6, 1),  # a row wider than one inner-loop pass (> 1024 wide columns)
+    ((4, 2, 5, 6), 7, 4),  # 5x5 pad 4: the data gradient runs with pad 0
+    ((6, 1, 28, 28), 30, 0),  # the book's simple_conv layer (5x5, one channel, 30 filters)
 ]
+CONV_K = [3, 5]
+
+
+def _conv_k_case(xs, FN, pad, K):
+    """The case for K x K filters, or None when the input is too small for them."""
+    pad = min(pad, K - 1)
+    if xs[2] + 2 * pad < K or xs[3] + 2 * pad < K:
+        return None
+    return (FN, xs[1], K, K), pad
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("K", CONV_K)
 @pytest.mark.parametrize("xs,FN,pad", CONV3X3_CASES)
-def test_conv2d_3x3_kernels_parity(xs, FN, pad, dtype, rng):
-    """The register-blocked 3x3 kernels ("direct" for 3x3 stride 1) against the reference."""
-    ws = (FN, xs[1], 3, 3)
+def test_conv2d_3x3_kernels_parity(xs, FN, pad, K, dtype, rng):
+    """The register-blocked kernels ("direct" for 3x3 and 5x5 at stride 1) against the
+    reference."""
+    case = _conv_k_case(xs, FN, pad, K)
+    if case is None:
+        return
+    ws, pad = case
     x, W, b = randn(rng, xs, dtype), randn(rng, ws, dtype), randn(rng, (FN,), dtype)
     out = F.conv2d(x, W, b, 1, pad, algorithm="direct")
     assert_close(out, R.conv2d_forward(up(x), up(W), up(b), 1, pad), dtype)
@@ -243,7 +260,7 @@ def test_conv2d_3x3_kernels_parity(xs, FN, pad, dtype, rng):
     )
     assert_close(
         F.conv2d_backward_weight(x, dout, ws, 1, pad, algorithm="direct"),
-        R.conv2d_backward_weight(up(x), up(dout), (3, 3), 1, pad),
+        R.conv2d_backward_weight(up(x), up(dout), (K, K), 1, pad),
         dtype,
     )
 
@@ -251,20 +268,20 @@ def test_conv2d_3x3_kernels_parity(xs, FN, pad, dtype, rng):
 @HYP
 @given(
     st.integers(1, 20), st.integers(1, 5), st.integers(1, 9), st.integers(1, 11),
-    st.integers(1, 11), st.integers(0, 2), st.integers(0, 2**32 - 1), st.sampled_from(DTYPES),
+    st.integers(1, 11), st.integers(0, 4), st.sampled_from(CONV_K), st.integers(0, 2**32 - 1),
+    st.sampled_from(DTYPES),
 )
-def test_conv2d_3x3_kernels_hypothesis(N, C, FN, H, W, pad, seed, dtype):
-    if H + 2 * pad < 3 or W + 2 * pad < 3:
-        return
+def test_conv2d_3x3_kernels_hypothesis(N, C, FN, H, W, pad, K, seed, dtype):
     rng = np.random.default_rng(seed)
-    test_conv2d_3x3_kernels_parity((N, C, H, W), FN, pad, dtype, rng)
+    test_conv2d_3x3_kernels_parity((N, C, H, W), FN, pad, K, dtype, rng)
 
 
+@pytest.mark.parametrize("K", CONV_K)
 @pytest.mark.parametrize("xs,FN,pad", [((23, 3, 5, 7), 10, 1), ((5, 2, 6, 6), 6, 2)])
-def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, restore_threads, rng):
+def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, K, restore_threads, rng):
     """Same bits at 1 thread and at all threads (both parallel decompositions)."""
     x = rng.standard_normal(xs)
-    W = rng.standard_normal((FN, xs[1], 3, 3))
+    W = rng.standard_normal((FN, xs[1], K, K))
     results = []
     for n in (1, restore_threads):
         fastnn.set_num_threads(n)
@@ -1320,7 +1337,11 @@ def test_choose_conv_algorithm_and_auto(rng):
     # other large shapes: panels + BLAS
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1) == "gemm"
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 3) == "gemm"
-    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 5, 5), 1, 2) == "gemm"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 7, 7), 1, 3) == "gemm"
+    # 5x5 stride 1 pad <= 4: the register-blocked kernels too (the book's simple_conv layer)
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 5, 5), 1, 2) == "direct"
+    assert F.choose_conv_algorithm((100, 1, 28, 28), (30, 1, 5, 5), 1, 0) == "direct"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 5, 5), 1, 5) == "gemm"
     for xs, ws in [((2, 3, 5, 5), (4, 3, 3, 3)), (MULTI_SLOT_X, MULTI_SLOT_W)]:
         x, W = rng.standard_normal(xs), rng.standard_normal(ws)
         chosen = F.choose_conv_algorithm(xs, ws, 1, 1)
