@@ -135,9 +135,23 @@ def conv2d_backward_weight_kernel(x, dout, stride, pad, out):
                 out[f, c, ky, kx] = acc
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _plane_sum(v):
+    """``sum(v)`` of a contiguous 1-D view, vectorised (reassociated: the order depends only on
+    the length)."""
+    acc = v.dtype.type(0)
+    for j in range(v.shape[0]):
+        acc += v[j]
+    return acc
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def conv2d_backward_bias_kernel(dout, out):
     """Bias gradient ``out[f] = sum_{n,oy,ox} dout[n, f, oy, ox]``; parallel over f.
+
+    Each ``(n, f)`` plane is summed as one vectorised run, the planes' sums added in ``n``
+    order (a single scalar chain measured 0.31 ms at (100, 16, 28, 28) float32, as long as a
+    convolution pass).
 
     Shape
     -----
@@ -148,7 +162,5 @@ def conv2d_backward_bias_kernel(dout, out):
     for f in prange(FN):
         acc = zero
         for n in range(N):
-            for oy in range(OH):
-                for ox in range(OW):
-                    acc += dout[n, f, oy, ox]
+            acc += _plane_sum(dout[n, f].reshape(OH * OW))
         out[f] = acc
