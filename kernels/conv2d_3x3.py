@@ -2,7 +2,7 @@
 gradient.
 
 The layout is the "wide row" of :mod:`.conv2d_gemm`, without a panel: image ``n`` is copied once
-into a zero-padded scratch ``xp`` of shape ``(C, Hp*Wp + 2)`` (``Hp = H + 2*pad``), and output
+into a zero-padded scratch ``xp`` (one row per channel), and output
 pixel ``(oy, ox)`` becomes wide column ``j = oy*Wp + ox`` (``0 <= j < L = OH*Wp``; the
 ``Wp - OW`` columns past each row's end are computed and dropped). Rows share their padding:
 ``Wp = W + pad``, the ``pad`` zero columns at the start of row ``r + 1`` being also the right
@@ -18,9 +18,13 @@ Forward: for a block of 4 filters the inner loop over ``j`` loads the nine taps 
 36 fused multiply-adds into 4 accumulator rows (the 36 weights sit in registers for the whole
 loop: they are scalars loaded before it). The nine products of a filter are summed first and
 then added to the accumulator (adding them one by one to it measured 3x the rounding error in
-float32, for no speed). LLVM vectorises that loop over ``j``; measured on the
-2-core Zen4 at 150-215 GFLOP/s float32 (the panel + BLAS path: 40-130), because nothing but the
-image itself is read (no im2col panel) and each loaded pixel feeds 36 FMAs.
+float32, for no speed; nor did summing them as a tree). LLVM vectorises that loop over ``j``;
+measured on the 2-core Zen4 at 170-250 GFLOP/s float32 (the panel + BLAS path: 40-130), because
+nothing but the image itself is read (no im2col panel) and each loaded pixel feeds 36 FMAs. Per
+16 columns that is 40 floating-point instructions for 36 useful FMAs: on large images the loop
+runs at the FMA ports' limit. (Measured and rejected: 2 filters or 2 channels per pass, 1.35x
+and 1.6x slower; Winograd F(2x2, 3x3) through batched BLAS, slower below 56x56 images; a
+batch-innermost layout without padding cells, slower by its transposes.)
 
 The data gradient is the same kernel: ``dx = conv(dout, W')`` with ``W'[c, f] = W[f, c]``
 rotated by 180 degrees and padding ``K - 1 - pad`` (the caller prepares ``W'``).
