@@ -30,10 +30,11 @@ def _order_key(b, shift, low):
     return key + (key == -1)  # only -0.0 maps to -1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _max_at(x, i):
     """``max(x[i])`` (NaN if the row holds one) for a short row: a plain loop, indexing the
-    2-D array (for rows of 10, :func:`_row_max_into`'s setup measured 2x this whole call)."""
+    2-D array (for rows of 10, :func:`_row_max_into`'s setup measured 2x this whole call).
+    Inlined: as a call it cost ~3 ns more per row ((100, 10) softmax-CE: 4.1 -> 3.8 us)."""
     K = x.shape[1]
     m = x[i, 0]
     nan = False
