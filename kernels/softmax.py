@@ -236,6 +236,109 @@ def _argmax_keyed(t, i):
     return k_nan if k_nan < K else k_max
 
 
+#: rows per pass of :func:`_fused_rows_narrow` (its scratch: 2 * K + 5 values per row)
+_NARROW_ROWS = 128
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fused_rows_narrow(x, labels, t, eps, dx, row_loss, i0, i1):
+    """:func:`_fused_rows` for short rows (``K <= _SHORT_ROW``, the book's 10 classes).
+
+    Rows of 10 are too short for vector loops along a row: the per-row maximum, sum and
+    argmax ran as scalar loops, and the row-major version cost ~22 ns per row of 10 (~38 ns
+    with a one-hot target). Here a pass of up to ``_NARROW_ROWS`` rows is transposed into a
+    ``(K, R)`` scratch, so that every per-row step (maximum, shift, sum, the target's argmax)
+    is a loop over ``j`` of vector operations across the ``R`` rows; the gradient is written
+    back row by row. (100, 10) float32: 2.4 -> 2.1 us with labels, 3.9 -> 2.8 us one-hot.
+    Each row's arithmetic is the same whatever ``R``, so the serial and parallel kernels
+    agree bitwise; the row sum is sequential in ``j``. No ``contract``: a one-hot row's gradient
+    must round as the labels path's (``e/s - t``, not a fused multiply-add)."""
+    N, K = x.shape
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    inv_n = one / x.dtype.type(N)
+    fK = x.dtype.type(K)
+    dense = t.shape[0] == N
+    R0 = min(_NARROW_ROWS, i1 - i0)
+    buf = np.empty((2 * K + 5) * R0, dtype=x.dtype)
+    for p0 in range(i0, i1, R0):
+        R = min(R0, i1 - p0)
+        KR = K * R
+        sflat = buf[:KR]
+        eflat = buf[KR : 2 * KR]
+        sT = sflat.reshape(K, R)
+        eT = eflat.reshape(K, R)
+        m = buf[2 * KR : 2 * KR + R]
+        s = buf[2 * KR + R : 2 * KR + 2 * R]
+        inv_s = buf[2 * KR + 2 * R : 2 * KR + 3 * R]
+        yc = buf[2 * KR + 3 * R : 2 * KR + 4 * R]
+        kn = buf[2 * KR + 4 * R : 2 * KR + 5 * R]
+        for r in range(R):
+            for j in range(K):
+                sT[j, r] = x[p0 + r, j]
+        for r in range(R):
+            m[r] = sT[0, r]
+        for j in range(1, K):
+            for r in range(R):
+                v = sT[j, r]
+                a = m[r]
+                m[r] = a if (a >= v or a != a) else v  # NaN sticks, as NumPy's max
+        for j in range(K):
+            for r in range(R):
+                sT[j, r] = sT[j, r] - m[r]
+        _exp_shifted_row(sflat, zero, eflat)
+        for r in range(R):
+            s[r] = eT[0, r]
+        for j in range(1, K):
+            for r in range(R):
+                s[r] += eT[j, r]
+        for r in range(R):
+            inv_s[r] = one / s[r]
+        if dense:  # the label is the target's argmax: first maximum, or first NaN
+            best = yc
+            for r in range(R):
+                v = t[p0 + r, 0]
+                best[r] = v
+                labels[p0 + r] = 0
+                kn[r] = zero if v != v else fK
+            for j in range(1, K):
+                fj = x.dtype.type(j)
+                for r in range(R):
+                    v = t[p0 + r, j]
+                    up = v > best[r]
+                    labels[p0 + r] = j if up else labels[p0 + r]
+                    best[r] = v if up else best[r]
+                    kn[r] = min(kn[r], fj if v != v else fK)
+            for r in range(R):
+                if kn[r] < fK:
+                    labels[p0 + r] = int(kn[r])
+        for r in range(R):
+            c = labels[p0 + r]
+            yc[r] = eT[c, r] * inv_s[r] if 0 <= c < K else zero
+        # probabilities and gradient in one pass: (e/s - t) / N, as in _fused_rows
+        if dense:
+            for r in range(R):
+                q = inv_s[r]
+                for j in range(K):
+                    dx[p0 + r, j] = (eT[j, r] * q - t[p0 + r, j]) * inv_n
+        else:
+            for r in range(R):
+                q = inv_s[r]
+                for j in range(K):
+                    dx[p0 + r, j] = (eT[j, r] * q) * inv_n
+                c = labels[p0 + r]
+                if 0 <= c < K:
+                    dx[p0 + r, c] = (yc[r] - one) * inv_n
+        for r in range(R):
+            c = labels[p0 + r]
+            if c < 0 or c >= K:
+                row_loss[p0 + r] = zero
+            elif eps > 0:
+                row_loss[p0 + r] = -np.log(yc[r] + eps)
+            else:
+                row_loss[p0 + r] = np.log(s[r]) - sT[c, r]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
     """Rows ``i0:i1`` of :func:`softmax_cross_entropy_fused_kernel`.
@@ -249,6 +352,9 @@ def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
     count such labels for the caller.
     """
     N, K = x.shape
+    if K <= _SHORT_ROW:
+        _fused_rows_narrow(x, labels, t, eps, dx, row_loss, i0, i1)
+        return
     one = x.dtype.type(1)
     inv_n = one / x.dtype.type(N)
     zero = x.dtype.type(0)
@@ -316,12 +422,22 @@ def _bad_labels(labels, K):
     return nbad
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _labels_for(labels, t, N):
+    """``labels``, or with a dense target and fewer than ``N`` labels passed, a scratch for the
+    target's argmax (allocated here: ~0.1 us less than NumPy's ``empty`` per call)."""
+    if t.shape[0] == N and labels.shape[0] != N:
+        return np.empty(N, dtype=labels.dtype)
+    return labels
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def softmax_cross_entropy_fused_kernel(x, labels, t, eps, dx, row_loss):
     """Loss and gradient in one pass: ``dx = (softmax(x) - target) / N``.
 
     The target is ``t`` when it has ``N`` rows (dense one-hot or soft targets; ``labels`` is
-    then filled with its row argmax, used for the loss as in the book), else the one-hot of
+    then filled with its row argmax, used for the loss as in the book; pass an empty
+    ``labels`` for a scratch of the kernel's own), else the one-hot of
     ``labels`` (pass a ``(0, K)`` array as ``t``). Labels are trusted to be integers but not
     to be in range: returns the number of labels outside ``[0, K)``, and the caller rejects
     the result when it is not 0. ``row_loss[:N]`` receives the rows' losses and
@@ -333,6 +449,7 @@ def softmax_cross_entropy_fused_kernel(x, labels, t, eps, dx, row_loss):
     x, dx: (N, K); labels: (N,) intp; t: (N, K) or (0, K); row_loss: (N + 1,).
     """
     N = x.shape[0]
+    labels = _labels_for(labels, t, N)
     for blk in prange((N + _ROW_BLOCK - 1) // _ROW_BLOCK):
         _fused_rows(x, labels, t, eps, dx, row_loss, blk * _ROW_BLOCK, min(N, (blk + 1) * _ROW_BLOCK))
     row_loss[N] = _mean(row_loss[:N])
@@ -343,6 +460,7 @@ def softmax_cross_entropy_fused_kernel(x, labels, t, eps, dx, row_loss):
 def softmax_cross_entropy_fused_serial_kernel(x, labels, t, eps, dx, row_loss):
     """Single-threaded :func:`softmax_cross_entropy_fused_kernel` for small inputs."""
     N = x.shape[0]
+    labels = _labels_for(labels, t, N)
     _fused_rows(x, labels, t, eps, dx, row_loss, 0, N)
     row_loss[N] = _mean(row_loss[:N])
     return _bad_labels(labels, x.shape[1])

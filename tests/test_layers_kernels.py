@@ -214,6 +214,16 @@ def test_serial_and_parallel_twins_agree_bitwise(dtype):
     for t in (onehot, np.empty((0, 100), dtype)):
         both(sm.softmax_cross_entropy_fused_kernel, sm.softmax_cross_entropy_fused_serial_kernel,
              rows1, z, labels.copy(), t, eps)
+    # rows of 10: the transposed narrow path, in 16-row blocks against 128-row passes
+    z10 = x.reshape(4000, 10)
+    lab10 = rng.integers(-1, 11, 4000).astype(np.intp)  # some out of range: skipped rows
+    hot10 = np.eye(10, dtype=dtype)[np.clip(lab10, 0, 9)]
+    hot10[3, 4] = np.nan
+    rows10 = lambda: (np.empty_like(z10), np.empty(4001, dtype))  # noqa: E731
+    for t, lab in ((hot10, np.empty(0, np.intp)), (np.empty((0, 10), dtype), lab10)):
+        for e in (eps, dtype(0)):
+            both(sm.softmax_cross_entropy_fused_kernel,
+                 sm.softmax_cross_entropy_fused_serial_kernel, rows10, z10, lab.copy(), t, e)
 
     b = np.abs(x[:100]) + 0.5
     stats = lambda: (np.empty_like(z), np.empty_like(z), np.empty(100, dtype),  # noqa: E731

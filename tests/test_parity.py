@@ -766,11 +766,12 @@ def test_softmax_cross_entropy_parity(kind, eps, dtype, rng):
 @pytest.mark.parametrize("kind", TARGET_KINDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("shape", [(7, 4), (1, 3), (45, 1000), (3, 1), (100, 10), (33, 200),
-                                   (20, 700)])
+                                   (20, 700), (300, 32), (4000, 10)])
 def test_softmax_cross_entropy_with_grad_parity(shape, kind, eps, dtype, rng):
     """The fused one-pass loss + gradient equals forward + backward of the reference.
 
-    As in the book: the loss follows the logits' dtype, the gradient follows NumPy promotion of
+    Rows of up to 32 classes take the transposed narrow path, in passes of 128 rows ((300, 32):
+    three passes; (4000, 10): the parallel kernel). As in the book: the loss follows the logits' dtype, the gradient follows NumPy promotion of
     the logits and a dense (one-hot) target.
     """
     N, K = shape
