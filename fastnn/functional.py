@@ -713,7 +713,8 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _INTP = np.dtype(np.intp)
-#: the book's eps as a scalar of each dtype, and (dtype char, eps) -> eps for other values
+#: the book's eps as a scalar of each dtype (index 0 float32, 1 float64), and
+#: (index, eps) -> eps as a scalar for other values
 _DEFAULT_EPS = (np.float32(CROSS_ENTROPY_EPS), np.float64(CROSS_ENTROPY_EPS))
 _EPS_CACHE = {}
 #: K -> the (0, K) "no dense target" placeholder of each dtype (never written)

@@ -180,38 +180,11 @@ def _sum_at(y, i):
     return s
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _argmax_at(t, i):
-    """``np.argmax(t[i])``: the first maximum, or the first NaN.
-
-    Inlined, so that a short row's plain loop runs in place: called as one function holding
-    both paths it cost ~27 ns per row of 10 (one-hot (100, 10) softmax-CE: 2.7 us of 5.2)."""
-    if t.shape[1] <= _SHORT_ROW:  # a short row: one compare per element
-        return _argmax_short(t[i])
-    return _argmax_keyed(t, i)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _argmax_short(row):
-    """:func:`_argmax_at` for a row of at most ``_SHORT_ROW`` (the keyed passes cost more)."""
-    best = row[0]
-    k = 0
-    if best != best:
-        return 0
-    for j in range(1, row.shape[0]):
-        v = row[j]
-        if v != v:
-            return j
-        if v > best:
-            best = v
-            k = j
-    return k
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _argmax_keyed(t, i):
-    """:func:`_argmax_at` for a long row: two vectorised passes instead of a compare-and-branch
-    per element. The maximum as an integer max-reduction over order-preserving keys of the bits
+    """``np.argmax(t[i])``: the first maximum, or the first NaN, for the long rows of
+    :func:`_fused_rows` (short ones take :func:`_fused_rows_narrow`'s loop across rows): two
+    vectorised passes instead of a compare-and-branch per element. The maximum as an integer max-reduction over order-preserving keys of the bits
     (a float max-reduction does not vectorise without assuming no NaN), then the smallest index
     holding it and the smallest holding a NaN, as integer min-reductions (one-hot rows of 1000:
     1.0 -> 0.2 ms per 4096)."""
@@ -343,7 +316,8 @@ def _fused_rows_narrow(x, labels, t, eps, dx, row_loss, i0, i1):
 def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
     """Rows ``i0:i1`` of :func:`softmax_cross_entropy_fused_kernel`.
 
-    Per run of rows: maxima, shifted logits into a scratch run, one vectorised ``exp`` of the
+    Rows of up to ``_SHORT_ROW`` classes go to :func:`_fused_rows_narrow`. Longer ones, per run
+    of rows: maxima, shifted logits into a scratch run, one vectorised ``exp`` of the
     run into ``dx`` (not in place: LLVM's overlap check would fall back to scalar code), then
     per row the sum, the probabilities, the loss and the gradient. Probabilities are
     ``e * (1/sum)`` and gradients ``(...) * (1/N)``: within an ulp of the book's divisions,
@@ -371,12 +345,8 @@ def _fused_rows(x, labels, t, eps, dx, row_loss, i0, i1):
             s = _exp_shifted_row(x[r0], m[0], dx[r0])
         else:
             for i in range(r0, r1):
-                if K <= _SHORT_ROW:
-                    mi = _max_at(x, i)
-                    m[i - r0] = mi
-                else:
-                    _row_max_into(x[i], m, i - r0)
-                    mi = m[i - r0]
+                _row_max_into(x[i], m, i - r0)
+                mi = m[i - r0]
                 base = (i - r0) * K
                 for j in range(K):
                     shifted[base + j] = x[i, j] - mi
