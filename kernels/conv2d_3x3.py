@@ -14,17 +14,19 @@ so with the nine shifted views ``v_t = xp[c, off_t : off_t + L]`` the convolutio
 
     out_wide[f, j] = b[f] + sum_c sum_t W[f, c, t] * v_t[j]
 
-Forward: for a block of 4 filters the inner loop over ``j`` loads the nine taps once and does
-36 fused multiply-adds into 4 accumulator rows (the 36 weights sit in registers for the whole
-loop: they are scalars loaded before it). The nine products of a filter are summed first and
-then added to the accumulator (adding them one by one to it measured 3x the rounding error in
-float32, for no speed; nor did summing them as a tree). LLVM vectorises that loop over ``j``;
-measured on the 2-core Zen4 at 170-250 GFLOP/s float32 (the panel + BLAS path: 40-130), because
-nothing but the image itself is read (no im2col panel) and each loaded pixel feeds 36 FMAs. Per
-16 columns that is 40 floating-point instructions for 36 useful FMAs: on large images the loop
-runs at the FMA ports' limit. (Measured and rejected: 2 filters or 2 channels per pass, 1.35x
-and 1.6x slower; Winograd F(2x2, 3x3) through batched BLAS, slower below 56x56 images; a
-batch-innermost layout without padding cells, slower by its transposes.)
+Forward: a register block is 4 filters x ``_V`` vectors of wide columns (48 in float32). Its
+12 accumulators stay in vector registers for the whole ``C x 3 x 3`` reduction; per channel
+and tap it loads ``_V`` pixel vectors (unaligned, from the shifted view) and broadcasts 4
+weights, for 12 FMAs. The nine products of a filter are summed first and then added to the
+accumulator (adding them one by one measured 3x the rounding error in float32). LLVM's
+vectoriser cannot be steered into that from plain loops (it vectorises the innermost loop,
+over ``j``, and streamed the accumulators through memory once per channel: 115-125 GFLOP/s
+per core), so the block is LLVM vector IR written by an intrinsic (:func:`_register_block`):
+230-245 GFLOP/s float32 per core on this 2-core Zen4. Nothing but the image itself is read (no
+im2col panel). (Measured and rejected: 2 filters or 2 channels per pass of the loop kernel;
+Winograd F(2x2, 3x3) through batched BLAS, slower below 56x56 images; a batch-innermost
+layout without padding cells, slower by its transposes; register blocks of 4 x 2, 4 x 4,
+6 x 2 or 8 x 1 vectors.)
 
 The data gradient is the same kernel: ``dx = conv(dout, W')`` with ``W'[c, f] = W[f, c]``
 rotated by 180 degrees and padding ``K - 1 - pad`` (the caller prepares ``W'``).
@@ -34,25 +36,27 @@ zero in the dropped columns: nine dot products over ``j`` per (f, c), vectorised
 Images are dealt round-robin to at most 8 slots (a function of N only), each owning a partial
 sum; partials are added in slot order, so results are the same at any number of threads.
 
-5x5 filters (stride 1, ``pad <= 4``) use the same layout and drivers, one filter row at a time
-(25 taps x 4 filters would not fit the registers): the forward sums 4 filters x 5 taps per
-pass over ``j``, the weight gradient keeps 4 filters x 5 taps = 20 reductions; the data
-gradient pads by ``4 - pad``. Measured 1.2-2.9x faster than the panel + BLAS path (the book's
+5x5 filters (stride 1, ``pad <= 4``) use the same layout and drivers: the forward's partial
+sums run over one filter row (5 taps) at a time, the weight gradient keeps 4 filters x 5 taps
+= 20 reductions; the data gradient pads by ``4 - pad``. Measured 1.2-2.9x faster than the panel + BLAS path (the book's
 ``simple_conv`` layer, (100, 1, 28, 28) x (30, 1, 5, 5): 3.7 -> 2.1 ms forward + backward).
 
-``fastmath={"contract"}`` (fused multiply-add) and, for the reductions, ``"reassoc"`` only:
-NaN and inf keep their IEEE behaviour.
+``fastmath={"contract"}`` (fused multiply-add) and, for the reductions, ``"reassoc"`` only; the
+register blocks call ``llvm.fma`` explicitly: NaN and inf keep their IEEE behaviour.
 """
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import config, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._jit import njit
 from .conv2d_gemm import _copy_row, _sum_slots
 
 #: filters per register block of the forward kernel
 _FB = 4
-#: wide columns per inner-loop pass: 4 accumulator rows + one input row stay in L1
+#: wide columns per stacked group of the forward kernel (see _plan)
 _JB = 1024
 #: wide columns per group of the weight gradient (its dot products want long rows)
 _JB_WEIGHT = 4096
@@ -107,46 +111,156 @@ def _taps(W, f, c):
             W[f, c, 2, 0], W[f, c, 2, 1], W[f, c, 2, 2])
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _forward_block4(xp, W, f0, Wp, acc, L):
-    """``acc[i, j] += sum_c sum_t W[f0 + i, c, t] * v_t[j]`` for ``i < 4``, ``j < L``, in
-    passes of ``_JB`` columns (the four accumulator rows of a pass stay in L1 over all ``c``).
+#: pixel vectors (of 64 bytes) per register block: 4 filters x 3 vectors = 12 accumulators and
+#: 12 partial sums in registers (4 x 2: 0.9x the speed, 4 x 4 spills: 0.9x, 6 x 2 and 8 x 1 less)
+_V = 3
 
-    The nine views are spelled out here and in the other loops: built by a helper returning a
-    tuple of views, these loops measured 1.3x slower."""
-    r = 2 * Wp
-    jb = _JB * 4 // xp.itemsize  # the same bytes per pass in float64
-    for j0 in range(0, L, jb):
-        n = min(jb, L - j0)
-        # 1-D slices of contiguous rows stay contiguous (a 2-D slice would not: no vectors)
-        a0, a1 = acc[0][j0 : j0 + n], acc[1][j0 : j0 + n]
-        a2, a3 = acc[2][j0 : j0 + n], acc[3][j0 : j0 + n]
-        for c in range(xp.shape[0]):
-            xc = xp[c][j0:]
-            v0, v1, v2 = xc[0:n], xc[1 : 1 + n], xc[2 : 2 + n]
-            v3, v4, v5 = xc[Wp : Wp + n], xc[Wp + 1 : Wp + 1 + n], xc[Wp + 2 : Wp + 2 + n]
-            v6, v7, v8 = xc[r : r + n], xc[r + 1 : r + 1 + n], xc[r + 2 : r + 2 + n]
-            p = _taps(W, f0, c)
-            q = _taps(W, f0 + 1, c)
-            s = _taps(W, f0 + 2, c)
-            u = _taps(W, f0 + 3, c)
-            for j in range(n):
-                x0, x1, x2 = v0[j], v1[j], v2[j]
-                x3, x4, x5 = v3[j], v4[j], v5[j]
-                x6, x7, x8 = v6[j], v7[j], v8[j]
-                a0[j] += (p[0] * x0 + p[1] * x1 + p[2] * x2 + p[3] * x3 + p[4] * x4
-                          + p[5] * x5 + p[6] * x6 + p[7] * x7 + p[8] * x8)
-                a1[j] += (q[0] * x0 + q[1] * x1 + q[2] * x2 + q[3] * x3 + q[4] * x4
-                          + q[5] * x5 + q[6] * x6 + q[7] * x7 + q[8] * x8)
-                a2[j] += (s[0] * x0 + s[1] * x1 + s[2] * x2 + s[3] * x3 + s[4] * x4
-                          + s[5] * x5 + s[6] * x6 + s[7] * x7 + s[8] * x8)
-                a3[j] += (u[0] * x0 + u[1] * x1 + u[2] * x2 + u[3] * x3 + u[4] * x4
-                          + u[5] * x5 + u[6] * x6 + u[7] * x7 + u[8] * x8)
+
+def _register_block(K):
+    """An intrinsic ``regs(x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb)``: the K x K forward
+    of 4 filters over ``nb`` blocks of ``span = _V * (64 // itemsize)`` wide columns, with the
+    accumulators in vector registers for the whole ``C x K x K`` reduction.
+
+    On 1-D arrays (offsets and strides in elements): for block ``k`` (``j0 = k * span``),
+    ``i < 4`` and ``j0 <= j < j0 + span``,
+
+        a[ao + i*afs + j] += sum_c sum_rows (sum_(ky, kx) in row
+                                 w[wo + i*wfs + c*K*K + ky*K + kx] * x[xo + c*xcs + j + ky*Wp + kx])
+
+    where a "row" is all nine taps for K = 3 and one filter row for K = 5: each partial sum is
+    a chain of fused multiply-adds from its first product, then added to the accumulator.
+
+    Why generated code: loop kernels kept the weights in registers and streamed the
+    accumulator rows through memory once per channel (LLVM vectorises only the innermost loop,
+    over ``j``). Here the loop over channels is inside the block, so per channel and tap the
+    block loads ``_V`` pixel vectors and broadcasts 4 weights for ``4 * _V`` FMAs, and the
+    accumulators never leave the registers: 230-245 against 115-125 GFLOP/s float32 on one
+    core (120 against 65 float64), at (64 channels, ten stacked 8x8 images). Plain Numba loops
+    cannot say "keep these 12 vectors in registers"; the intrinsic writes LLVM vector IR
+    (``<16 x float>``: on a machine without AVX-512 LLVM splits it, still correct).
+
+    Reads ``x`` up to index ``xo + (C-1)*xcs + nb*span + (K-1)*(Wp+1) - 1`` and writes ``a`` up
+    to ``ao + 3*afs + nb*span - 1``: the caller sizes the scratch for whole blocks.
+    """
+    rows = [list(range(K * K))] if K == 3 else [list(range(ky * K, ky * K + K)) for ky in range(K)]
+
+    @intrinsic
+    def regs(typingctx, x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb):
+        sig = types.void(x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb)
+        dt = x.dtype
+
+        def codegen(context, builder, sig, args):
+            ity = context.get_value_type(types.intp)
+            fty = context.get_value_type(dt)
+            size = dt.bitwidth // 8
+            VL = 64 // size
+            vty = ir.VectorType(fty, VL)
+            vpty = vty.as_pointer()
+            xo_, xcs_, wo_, wfs_, ao_, afs_, Wp_, C_, nb_ = [
+                context.cast(builder, args[i], sig.args[i], types.intp)
+                for i in (1, 2, 4, 5, 7, 8, 9, 10, 11)]
+            xd = context.make_array(sig.args[0])(context, builder, args[0]).data
+            wd = context.make_array(sig.args[3])(context, builder, args[3]).data
+            ad = context.make_array(sig.args[6])(context, builder, args[6]).data
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                "llvm.fma.v%d%s" % (VL, "f32" if size == 4 else "f64"))
+            # accumulators as allocas in the entry block: LLVM promotes them to registers
+            accp = [[cgutils.alloca_once(builder, vty) for _ in range(_V)] for _ in range(4)]
+            const = lambda n: ir.Constant(ity, n)  # noqa: E731
+            lane0 = ir.Constant(ir.IntType(32), 0)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), VL), None)
+            undef = ir.Constant(vty, ir.Undefined)
+            offs = [builder.add(builder.mul(const(t // K), Wp_), const(t % K)) for t in range(K * K)]
+
+            def vptr(base, i):
+                return builder.bitcast(builder.gep(base, [i]), vpty)
+
+            def bcast(ptr):
+                v = builder.insert_element(undef, builder.load(ptr), lane0)
+                return builder.shuffle_vector(v, undef, splat)
+
+            with cgutils.for_range(builder, nb_) as blk:
+                j = builder.mul(blk.index, const(VL * _V))
+                arows = [builder.add(builder.add(ao_, builder.mul(const(i), afs_)), j) for i in range(4)]
+                for i in range(4):
+                    for v in range(_V):
+                        p = vptr(ad, builder.add(arows[i], const(v * VL)))
+                        builder.store(builder.load(p, align=size), accp[i][v])
+                with cgutils.for_range(builder, C_) as chan:
+                    c = chan.index
+                    xb = builder.gep(xd, [builder.add(builder.add(xo_, builder.mul(c, xcs_)), j)])
+                    wb = [builder.gep(wd, [builder.add(builder.add(wo_, builder.mul(const(i), wfs_)),
+                                                       builder.mul(c, const(K * K)))])
+                          for i in range(4)]
+                    for row in rows:
+                        s = [[None] * _V for _ in range(4)]
+                        for t in row:
+                            xs = [builder.load(vptr(xb, builder.add(offs[t], const(v * VL))), align=size)
+                                  for v in range(_V)]
+                            for i in range(4):
+                                wv = bcast(builder.gep(wb[i], [const(t)]))
+                                for v in range(_V):
+                                    s[i][v] = (builder.fmul(wv, xs[v]) if s[i][v] is None
+                                               else builder.call(fma, [wv, xs[v], s[i][v]]))
+                        for i in range(4):
+                            for v in range(_V):
+                                builder.store(builder.fadd(builder.load(accp[i][v]), s[i][v]), accp[i][v])
+                for i in range(4):
+                    for v in range(_V):
+                        p = vptr(ad, builder.add(arows[i], const(v * VL)))
+                        builder.store(builder.load(accp[i][v]), p, align=size)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    def regs_python(x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb):
+        # NUMBA_DISABLE_JIT: the same sums in NumPy (without the fused rounding)
+        n = nb * _V * (64 // x.itemsize)
+        for i in range(4):
+            acc = a[ao + i * afs : ao + i * afs + n]
+            for c in range(C):
+                for row in rows:
+                    s = 0
+                    for t in row:
+                        o = xo + c * xcs + (t // K) * Wp + t % K
+                        s = s + w[wo + i * wfs + c * K * K + t] * x[o : o + n]
+                    acc += s
+
+    return regs_python if config.DISABLE_JIT else regs
+
+
+_regs3 = _register_block(3)
+_regs5 = _register_block(5)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _span(itemsize):
+    """Wide columns per register block of :func:`_forward_regs4`."""
+    return _V * (64 // itemsize)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_regs4(xp, W, f0, Wp, acc, L):
+    """``acc[i, j] += sum_c sum_t W[f0 + i, c, t] * v_t[j]`` for ``i < 4`` and ``j`` up to ``L``
+    rounded up to whole register blocks (see :func:`_register_block`), K = 3 or 5; ``xp`` and ``acc`` have room for that (their cells past ``L``
+    hold scratch)."""
+    C, K = W.shape[1], W.shape[2]
+    span = _span(xp.itemsize)
+    nb = (L + span - 1) // span
+    x1, w1, a1 = xp.ravel(), W.ravel(), acc.ravel()
+    if K == 5:
+        _regs5(x1, 0, xp.shape[1], w1, f0 * C * 25, C * 25, a1, 0, acc.shape[1], Wp, C, nb)
+    else:
+        _regs3(x1, 0, xp.shape[1], w1, f0 * C * 9, C * 9, a1, 0, acc.shape[1], Wp, C, nb)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _forward_block1(xp, W, f, Wp, a0):
-    """``a0[j] += sum_c sum_t W[f, c, t] * v_t[j]`` (the filters left over from blocks of 4)."""
+    """``a0[j] += sum_c sum_t W[f, c, t] * v_t[j]`` (the filters left over from blocks of 4),
+    the nine products of a channel summed first, as in the register blocks. The nine views are
+    spelled out here and in the other loops: built by a helper returning a tuple of views,
+    such loops measured 1.3x slower."""
     L = a0.shape[0]
     for c in range(xp.shape[0]):
         xc = xp[c]
@@ -168,33 +282,8 @@ def _row5(W, f, c, ky):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _forward5_block4(xp, W, f0, Wp, acc, L):
-    """5x5 filters: :func:`_forward_block4` one filter row at a time (4 filters x 5 taps: the
-    20 weights stay in registers; all 25 taps at once would spill)."""
-    jb = _JB * 4 // xp.itemsize
-    for j0 in range(0, L, jb):
-        n = min(jb, L - j0)
-        a0, a1 = acc[0][j0 : j0 + n], acc[1][j0 : j0 + n]
-        a2, a3 = acc[2][j0 : j0 + n], acc[3][j0 : j0 + n]
-        for c in range(xp.shape[0]):
-            for ky in range(5):
-                xc = xp[c][j0 + ky * Wp :]
-                v0, v1, v2, v3, v4 = xc[0:n], xc[1 : 1 + n], xc[2 : 2 + n], xc[3 : 3 + n], xc[4 : 4 + n]
-                p = _row5(W, f0, c, ky)
-                q = _row5(W, f0 + 1, c, ky)
-                s = _row5(W, f0 + 2, c, ky)
-                u = _row5(W, f0 + 3, c, ky)
-                for j in range(n):
-                    x0, x1, x2, x3, x4 = v0[j], v1[j], v2[j], v3[j], v4[j]
-                    a0[j] += p[0] * x0 + p[1] * x1 + p[2] * x2 + p[3] * x3 + p[4] * x4
-                    a1[j] += q[0] * x0 + q[1] * x1 + q[2] * x2 + q[3] * x3 + q[4] * x4
-                    a2[j] += s[0] * x0 + s[1] * x1 + s[2] * x2 + s[3] * x3 + s[4] * x4
-                    a3[j] += u[0] * x0 + u[1] * x1 + u[2] * x2 + u[3] * x3 + u[4] * x4
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _forward5_block1(xp, W, f, Wp, a0):
-    """5x5 filters: :func:`_forward_block1`, one filter row at a time."""
+    """5x5 filters: :func:`_forward_block1`, the products summed one filter row at a time."""
     L = a0.shape[0]
     for c in range(xp.shape[0]):
         for ky in range(5):
@@ -211,13 +300,10 @@ def _forward_filters(xp, W, b, n0, m, f0, fb, P, Wp, acc, out):
     OH, OW = out.shape[2], out.shape[3]
     L = m * P * Wp
     for i in range(fb):
-        acc[i, :L] = b[f0 + i]
+        acc[i, :] = b[f0 + i]  # whole rows: the register blocks compute past L
     five = W.shape[2] == 5
     if fb == _FB:
-        if five:
-            _forward5_block4(xp, W, f0, Wp, acc, L)
-        else:
-            _forward_block4(xp, W, f0, Wp, acc, L)
+        _forward_regs4(xp, W, f0, Wp, acc, L)
     else:
         for i in range(fb):
             if five:
@@ -260,9 +346,10 @@ def conv2d_3x3_forward_kernel(x, W, b, pad, out):
             continue
         n0 = grp * G
         m = min(G, N - n0)
-        xp = np.zeros((C, _scratch_len(G, P, Wp, K)), dtype=x.dtype)
+        span = _span(x.itemsize)  # the register blocks read and write up to a block past
+        xp = np.zeros((C, _scratch_len(G, P, Wp, K) + span), dtype=x.dtype)
         _stack_images(x, n0, m, pad, xp)
-        acc = np.empty((_FB, G * P * Wp), dtype=x.dtype)
+        acc = np.empty((_FB, G * P * Wp + span), dtype=x.dtype)
         for blk in range(b0, min(NB, b0 + per_task)):
             f0 = blk * _FB
             _forward_filters(xp, W, b, n0, m, f0, min(_FB, FN - f0), P, Wp, acc, out)

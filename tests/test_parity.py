@@ -27,6 +27,7 @@ from fastnn import functional as F
 from fastnn import reference as R
 from fastnn.kernels import pool2d as KP
 from fastnn.kernels import _vexp as KV
+from fastnn.kernels import conv2d_3x3 as KC3
 from fastnn.kernels import softmax as KS
 
 DTYPES = [np.float64, np.float32]
@@ -290,6 +291,34 @@ def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, K, restore_thre
                         F.conv2d_backward_weight(x, out, W.shape, 1, pad, algorithm="direct")))
     for a, b in zip(*results):
         assert bits_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("K", CONV_K)
+@pytest.mark.parametrize("C,Wp,L", [(1, 3, 1), (3, 7, 47), (5, 11, 301)])
+def test_conv2d_register_block_sums_and_stays_in_its_scratch(C, Wp, L, K, dtype, rng):
+    """The generated forward block (no bounds checks of its own): ``L`` rounded up to whole
+    blocks, it writes nothing past the accumulator rows the kernel sizes for it, and its sums
+    match float64 ones (also in the cells past ``L`` that the kernel drops)."""
+    span = KC3._span(np.dtype(dtype).itemsize)
+    nb = -(-L // span)
+    n = nb * span
+    S = n + (K - 1) * (Wp + 1)  # the scratch row the kernel reads: (K - 1) rows and cells past
+    xp = randn(rng, (C, S), dtype)
+    W = randn(rng, (6, C, K, K), dtype)
+    sentinel = dtype(1234.5)
+    store = np.full(4 * n + 8, sentinel, dtype=dtype)
+    acc = store[: 4 * n].reshape(4, n)
+    acc[...] = randn(rng, (4, n), dtype)
+    want = up(acc).copy()
+    for i in range(4):
+        for c in range(C):
+            for t in range(K * K):
+                o = (t // K) * Wp + t % K
+                want[i] += up(W)[2 + i, c, t // K, t % K] * up(xp)[c, o : o + n]
+    KC3._forward_regs4(xp, W, 2, Wp, acc, L)
+    assert (store[4 * n :] == sentinel).all()
+    assert_close(acc, want, dtype)
 
 
 # --------------------------------------------------------------------------- softmax regression
