@@ -178,7 +178,7 @@ def _conv_filters(op, W, C):
     return W
 
 
-def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0):
+def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0, op="conv2d"):
     """The algorithm ``algorithm="auto"`` uses for a convolution of these shapes.
 
     3x3 filters with stride 1 and ``pad <= 2`` (most convnet layers) always take ``"direct"``:
@@ -187,7 +187,12 @@ def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0):
     1 channel to (32, 64, 56, 56). So do 5x5 filters with stride 1 and ``pad <= 4`` (the same
     kernels, one filter row at a time): forward + backward 1.2-2.9x faster than ``"gemm"`` from
     the book's (100, 1, 28, 28) x (30, 1, 5, 5) to (32, 64, 28, 28) x (64, 64, 5, 5), in both
-    dtypes. Other shapes: ``"gemm"`` (per-image panels,
+    dtypes. With stride 2 the same kernels run on the image split in four phase planes (even/odd
+    rows and columns), for the forward and the weight gradient (``op`` ``"conv2d"`` or
+    ``"conv2d_backward_weight"``; the data gradient of a stride-2 convolution is not a
+    convolution of that kind): (32, 64, 56, 56) x (128, 64, 3, 3), stride 2, pad 1, ran
+    1.5-1.6x faster than ``"gemm"`` in both directions (forward 24 -> 15 ms, weight gradient
+    24 -> 16 ms, float32). Other shapes: ``"gemm"`` (per-image panels,
     single-threaded BLAS per worker) wins from a few million multiply-adds on; below that,
     calling BLAS costs more than the general direct loops.
 
@@ -199,17 +204,20 @@ def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0):
     FN, _, FH, FW = W_shape
     OH = (H + 2 * pad - FH) // stride + 1
     OW = (Wd + 2 * pad - FW) // stride + 1
-    if _conv3x3(FH, FW, stride, pad):
+    if _conv3x3(FH, FW, stride, pad, op):
         return "direct"
     macs = N * FN * OH * OW * C * FH * FW
     return "gemm" if macs >= CONV_GEMM_MIN_MACS else "direct"
 
 
-def _conv3x3(FH, FW, stride, pad):
+def _conv3x3(FH, FW, stride, pad, op):
     """3x3 or 5x5 filters, stride 1, pad up to ``FH - 1``: the "direct" algorithm uses the
     register-blocked ``conv2d_3x3_*_kernel`` (the data gradient as a convolution of ``dout``
-    with the filters transposed and rotated, which needs ``FH - 1 - pad >= 0``)."""
-    return FH == FW and FH in (3, 5) and stride == 1 and pad <= FH - 1
+    with the filters transposed and rotated, which needs ``FH - 1 - pad >= 0``). Stride 2: the
+    same, for the forward and the weight gradient only."""
+    if FH != FW or FH not in (3, 5) or pad > FH - 1:
+        return False
+    return stride == 1 or (stride == 2 and op != "conv2d_backward_data")
 
 
 def _pointwise(FH, FW, stride, pad):
@@ -222,7 +230,7 @@ def _algorithm(op, algorithm, x_shape, W_shape, stride, pad):
     if algorithm not in CONV_ALGORITHMS:
         raise ValueError(f"{op}: algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
     if algorithm == "auto":
-        return choose_conv_algorithm(x_shape, W_shape, stride, pad)
+        return choose_conv_algorithm(x_shape, W_shape, stride, pad, op)
     return algorithm
 
 
@@ -274,8 +282,8 @@ def conv2d(x, W, b=None, stride=1, pad=0, algorithm="auto"):
                 _gemm.conv2d_1x1_forward_kernel(x, W, b, out)
             else:
                 _gemm.conv2d_gemm_forward_kernel(x, W, b, stride, pad, out)
-    elif _conv3x3(FH, FW, stride, pad):
-        _c3.conv2d_3x3_forward_kernel(x, W, b, pad, out)
+    elif _conv3x3(FH, FW, stride, pad, op):
+        _c3.conv2d_3x3_forward_kernel(x, W, b, stride, pad, out)
     else:
         _conv.conv2d_forward_kernel(x, W, b, stride, pad, out)
     return out
@@ -338,11 +346,11 @@ def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0, algorithm="auto"
                 _gemm.conv2d_1x1_backward_data_kernel(dout, W, out)
             else:
                 _gemm.conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out)
-    elif _conv3x3(FH, FW, stride, pad):
+    elif _conv3x3(FH, FW, stride, pad, op):
         # dx = conv(dout, W') with W'[c, f] = W[f, c] rotated by 180 degrees, padding
         # FH - 1 - pad
         Wt = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _c3.conv2d_3x3_forward_kernel(dout, Wt, np.zeros(C, dtype=dt), FH - 1 - pad, out)
+        _c3.conv2d_3x3_forward_kernel(dout, Wt, np.zeros(C, dtype=dt), 1, FH - 1 - pad, out)
     else:
         _conv.conv2d_backward_data_kernel(dout, W, stride, pad, out)
     return out
@@ -393,8 +401,8 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0, algorithm="aut
                 _gemm.conv2d_1x1_backward_weight_kernel(x, dout, out)
             else:
                 _gemm.conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out)
-    elif _conv3x3(FH, FW, stride, pad):
-        _c3.conv2d_3x3_backward_weight_kernel(x, dout, pad, out)
+    elif _conv3x3(FH, FW, stride, pad, op):
+        _c3.conv2d_3x3_backward_weight_kernel(x, dout, stride, pad, out)
     else:
         _conv.conv2d_backward_weight_kernel(x, dout, stride, pad, out)
     # an inf/NaN in x or dout shows up in out, except in a window made of padding only

@@ -66,49 +66,82 @@ _MIN_TASKS = 16
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _plan(N, C, H, Wd, pad, itemsize, target):
-    """``(G, groups, P, Wp)``: images per stacked group, group count, row period, padded width.
+def _geometry(H, Wd, pad, stride):
+    """``(P, Wr)``: the rows per stacked image and the width of a wide row.
+
+    Stride 1: ``P = H + pad``, ``Wr = W + pad`` (rows and images share their padding). Stride 2:
+    the padded image is split in four phase planes (even/odd rows x even/odd columns), each
+    ``P = ceil((H + 2*pad) / 2)`` rows of ``Wr = ceil((W + 2*pad) / 2)``: tap ``(ky, kx)`` of
+    output ``(oy, ox)`` is cell ``(oy + ky // 2, ox + kx // 2)`` of plane ``(ky % 2, kx % 2)``,
+    a stride-1 read again."""
+    if stride == 1:
+        return H + pad, Wd + pad
+    return (H + 2 * pad + 1) // 2, (Wd + 2 * pad + 1) // 2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _plan(N, C, P, Wr, itemsize, target):
+    """``(G, groups)``: images per stacked group and group count.
 
     Enough images per group for a long inner loop (about ``target`` wide columns), at least 8
     groups when the batch allows (the parallel iterations), and the group's scratch within
     about 512 KiB."""
-    P = H + pad
-    Wp = Wd + pad  # rows share their padding columns, as stacked images share padding rows
-    per_image = P * Wp
+    per_image = P * Wr
     G = min(N, target // per_image, (N + 7) // 8, (512 * 1024) // max(1, C * per_image * itemsize))
     G = max(1, G)
     groups = (N + G - 1) // G
     G = (N + groups - 1) // groups  # even groups (100 images: 10 of 10, not 9 of 11 and 1)
-    return G, (N + G - 1) // G, P, Wp
+    return G, (N + G - 1) // G
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _stack_images(x, n0, m, pad, xp):
-    """Copy images ``n0 : n0 + m`` into ``xp``, stacked: row ``pad + i*P + iy`` holds image
-    ``n0 + i``'s row ``iy`` at columns ``pad : pad + W``; every other cell stays zero."""
+def _scratch(G, P, Wr, K, stride, extra):
+    """``(S, PL)``: the length of a stacked scratch row (what ``G*P`` wide output rows read
+    with ``K x K`` filters, plus ``extra`` cells) and, for stride 2, the length of one of its
+    four phase planes."""
+    if stride == 1:
+        return (G * P + K - 1) * Wr + K - 1 + extra, 0
+    PL = G * P * Wr + ((K - 1) // 2) * (Wr + 1) + extra
+    return 4 * PL, PL
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tap_offsets(K, stride, Wr, PL):
+    """Where tap ``t = ky*K + kx`` of wide column ``j`` is read: ``xp[c, j + offs[t]]``."""
+    offs = np.empty(K * K, dtype=np.intp)
+    for ky in range(K):
+        for kx in range(K):
+            if stride == 1:
+                offs[ky * K + kx] = ky * Wr + kx
+            else:
+                offs[ky * K + kx] = ((ky % 2) * 2 + kx % 2) * PL + (ky // 2) * Wr + kx // 2
+    return offs
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _stack_images(x, n0, m, pad, stride, P, Wr, PL, xp):
+    """Copy images ``n0 : n0 + m`` into ``xp``, stacked, every other cell staying zero.
+
+    Stride 1: row ``pad + i*P + iy`` holds image ``n0 + i``'s row ``iy`` at columns
+    ``pad : pad + W``. Stride 2: padded row ``Y = iy + pad`` goes to row ``i*P + Y // 2`` of
+    the planes ``(Y % 2, 0)`` and ``(Y % 2, 1)`` (plane ``k`` starts at ``k * PL``), its
+    padded column ``X`` to column ``X // 2`` of plane ``(Y % 2, X % 2)``."""
     C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
-    P = H + pad
-    Wp = Wd + pad  # rows share their padding columns, as stacked images share padding rows
     for i in range(m):
         for c in range(C):
             for iy in range(H):
-                base = (pad + i * P + iy) * Wp + pad
-                _copy_row(x[n0 + i, c, iy], xp[c, base : base + Wd])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _scratch_len(G, P, Wp, K):
-    """Length of a stacked scratch row: what ``G*P`` wide output rows read with ``K x K``
-    filters (``K - 1`` rows and cells past them)."""
-    return (G * P + K - 1) * Wp + K - 1
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _taps(W, f, c):
-    """The nine weights of filter ``f``, channel ``c`` (row-major), as register values."""
-    return (W[f, c, 0, 0], W[f, c, 0, 1], W[f, c, 0, 2],
-            W[f, c, 1, 0], W[f, c, 1, 1], W[f, c, 1, 2],
-            W[f, c, 2, 0], W[f, c, 2, 1], W[f, c, 2, 2])
+                src = x[n0 + i, c, iy]
+                if stride == 1:
+                    base = (pad + i * P + iy) * Wr + pad
+                    _copy_row(src, xp[c, base : base + Wd])
+                    continue
+                Y = iy + pad
+                row = (Y % 2) * 2 * PL + (i * P + Y // 2) * Wr
+                for px in range(2):
+                    ix0 = (px - pad) % 2  # first column whose padded column has parity px
+                    d = row + px * PL + (ix0 + pad) // 2
+                    for k in range((Wd - ix0 + 1) // 2):
+                        xp[c, d + k] = src[ix0 + 2 * k]
 
 
 #: pixel vectors (of 64 bytes) per register block: 4 filters x 3 vectors = 12 accumulators and
@@ -142,6 +175,11 @@ class _VectorIR:
             acc = self.builder.add(acc, t)
         return acc
 
+    def offsets(self, context, arrty, arr, n):
+        """The ``n`` intp values of a 1-D intp array, loaded once (loop invariants)."""
+        data = context.make_array(arrty)(context, self.builder, arr).data
+        return [self.builder.load(self.builder.gep(data, [self.const(t)])) for t in range(n)]
+
     def load(self, base, i):
         """The vector at ``base[i:]`` (element alignment)."""
         b = self.builder
@@ -174,16 +212,16 @@ class _VectorIR:
         return b.extract_element(v, ir.Constant(i32, 0))
 
 
-def _register_block(K):
-    """An intrinsic ``regs(x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb)``: the K x K forward
-    of 4 filters over ``nb`` blocks of ``span = _V * (64 // itemsize)`` wide columns, with the
+def _register_block(K, F):
+    """An intrinsic ``regs(x, xo, xcs, w, wo, wfs, a, ao, afs, offs, C, nb)``: the K x K forward
+    of ``F`` filters (4, or 1 for those left over) over ``nb`` blocks of ``span = _V * (64 // itemsize)`` wide columns, with the
     accumulators in vector registers for the whole ``C x K x K`` reduction.
 
     On 1-D arrays (offsets and strides in elements): for block ``k`` (``j0 = k * span``),
-    ``i < 4`` and ``j0 <= j < j0 + span``,
+    ``i < F`` and ``j0 <= j < j0 + span``,
 
-        a[ao + i*afs + j] += sum_c sum_rows (sum_(ky, kx) in row
-                                 w[wo + i*wfs + c*K*K + ky*K + kx] * x[xo + c*xcs + j + ky*Wp + kx])
+        a[ao + i*afs + j] += sum_c sum_rows (sum_(t in row)
+                                 w[wo + i*wfs + c*K*K + t] * x[xo + c*xcs + j + offs[t]])
 
     where a "row" is all nine taps for K = 3 and one filter row for K = 5: each partial sum is
     a chain of fused multiply-adds from its first product, then added to the accumulator.
@@ -197,31 +235,31 @@ def _register_block(K):
     cannot say "keep these 12 vectors in registers"; the intrinsic writes LLVM vector IR
     (``<16 x float>``: on a machine without AVX-512 LLVM splits it, still correct).
 
-    Reads ``x`` up to index ``xo + (C-1)*xcs + nb*span + (K-1)*(Wp+1) - 1`` and writes ``a`` up
-    to ``ao + 3*afs + nb*span - 1``: the caller sizes the scratch for whole blocks.
+    Reads ``x`` up to index ``xo + (C-1)*xcs + nb*span + max(offs) - 1`` and writes ``a`` up
+    to ``ao + (F-1)*afs + nb*span - 1``: the caller sizes the scratch for whole blocks.
     """
     rows = [list(range(K * K))] if K == 3 else [list(range(ky * K, ky * K + K)) for ky in range(K)]
 
     @intrinsic
-    def regs(typingctx, x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb):
-        sig = types.void(x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb)
+    def regs(typingctx, x, xo, xcs, w, wo, wfs, a, ao, afs, offs, C, nb):
+        sig = types.void(x, xo, xcs, w, wo, wfs, a, ao, afs, offs, C, nb)
         dt = x.dtype
 
         def codegen(context, builder, sig, args):
             V = _VectorIR(context, builder, dt)
             VL, const = V.VL, V.const
-            xo_, xcs_, wo_, wfs_, ao_, afs_, Wp_, C_, nb_ = V.ints(
-                context, sig, args, (1, 2, 4, 5, 7, 8, 9, 10, 11))
+            xo_, xcs_, wo_, wfs_, ao_, afs_, C_, nb_ = V.ints(
+                context, sig, args, (1, 2, 4, 5, 7, 8, 10, 11))
             xd = context.make_array(sig.args[0])(context, builder, args[0]).data
             wd = context.make_array(sig.args[3])(context, builder, args[3]).data
             ad = context.make_array(sig.args[6])(context, builder, args[6]).data
             # accumulators as allocas in the entry block: LLVM promotes them to registers
-            accp = [[cgutils.alloca_once(builder, V.vty) for _ in range(_V)] for _ in range(4)]
-            offs = [V.add(builder.mul(const(t // K), Wp_), const(t % K)) for t in range(K * K)]
+            accp = [[cgutils.alloca_once(builder, V.vty) for _ in range(_V)] for _ in range(F)]
+            offs = V.offsets(context, sig.args[9], args[9], K * K)
             with cgutils.for_range(builder, nb_) as blk:
                 j = builder.mul(blk.index, const(VL * _V))
-                arows = [V.add(ao_, builder.mul(const(i), afs_), j) for i in range(4)]
-                for i in range(4):
+                arows = [V.add(ao_, builder.mul(const(i), afs_), j) for i in range(F)]
+                for i in range(F):
                     for v in range(_V):
                         builder.store(V.load(ad, V.add(arows[i], const(v * VL))), accp[i][v])
                 with cgutils.for_range(builder, C_) as chan:
@@ -229,134 +267,101 @@ def _register_block(K):
                     xb = builder.gep(xd, [V.add(xo_, builder.mul(c, xcs_), j)])
                     wb = [builder.gep(wd, [V.add(wo_, builder.mul(const(i), wfs_),
                                                  builder.mul(c, const(K * K)))])
-                          for i in range(4)]
+                          for i in range(F)]
                     for row in rows:
-                        s = [[None] * _V for _ in range(4)]
+                        s = [[None] * _V for _ in range(F)]
                         for t in row:
                             xs = [V.load(xb, V.add(offs[t], const(v * VL))) for v in range(_V)]
-                            for i in range(4):
+                            for i in range(F):
                                 wv = V.bcast(builder.gep(wb[i], [const(t)]))
                                 for v in range(_V):
                                     s[i][v] = (builder.fmul(wv, xs[v]) if s[i][v] is None
                                                else V.fma(wv, xs[v], s[i][v]))
-                        for i in range(4):
+                        for i in range(F):
                             for v in range(_V):
                                 builder.store(builder.fadd(builder.load(accp[i][v]), s[i][v]),
                                               accp[i][v])
-                for i in range(4):
+                for i in range(F):
                     for v in range(_V):
                         V.store(builder.load(accp[i][v]), ad, V.add(arows[i], const(v * VL)))
             return context.get_dummy_value()
 
         return sig, codegen
 
-    def regs_python(x, xo, xcs, w, wo, wfs, a, ao, afs, Wp, C, nb):
+    def regs_python(x, xo, xcs, w, wo, wfs, a, ao, afs, offs, C, nb):
         # NUMBA_DISABLE_JIT: the same sums in NumPy (without the fused rounding)
         n = nb * _V * (64 // x.itemsize)
-        for i in range(4):
+        for i in range(F):
             acc = a[ao + i * afs : ao + i * afs + n]
             for c in range(C):
                 for row in rows:
                     s = 0
                     for t in row:
-                        o = xo + c * xcs + (t // K) * Wp + t % K
+                        o = xo + c * xcs + offs[t]
                         s = s + w[wo + i * wfs + c * K * K + t] * x[o : o + n]
                     acc += s
 
     return regs_python if config.DISABLE_JIT else regs
 
 
-_regs3 = _register_block(3)
-_regs5 = _register_block(5)
+_regs3 = _register_block(3, 4)
+_regs3_1 = _register_block(3, 1)
+_regs5 = _register_block(5, 4)
+_regs5_1 = _register_block(5, 1)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _span(itemsize):
-    """Wide columns per register block of :func:`_forward_regs4`."""
+    """Wide columns per register block of :func:`_forward_regs`."""
     return _V * (64 // itemsize)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_regs4(xp, W, f0, Wp, acc, L):
-    """``acc[i, j] += sum_c sum_t W[f0 + i, c, t] * v_t[j]`` for ``i < 4`` and ``j`` up to ``L``
-    rounded up to whole register blocks (see :func:`_register_block`), K = 3 or 5; ``xp`` and ``acc`` have room for that (their cells past ``L``
-    hold scratch)."""
+def _forward_regs(xp, W, f0, fb, offs, acc, r0, k0, nbk):
+    """``acc[r0 + i, j] += sum_c sum_t W[f0 + i, c, t] * xp[c, j + offs[t]]`` for ``i < fb`` and
+    ``j`` in the register blocks ``k0 : k0 + nbk`` (see :func:`_register_block`), K = 3 or 5;
+    ``xp`` and ``acc`` have room for whole blocks (their cells past the data hold scratch)."""
     C, K = W.shape[1], W.shape[2]
+    KK = K * K
     span = _span(xp.itemsize)
-    nb = (L + span - 1) // span
     x1, w1, a1 = xp.ravel(), W.ravel(), acc.ravel()
-    if K == 5:
-        _regs5(x1, 0, xp.shape[1], w1, f0 * C * 25, C * 25, a1, 0, acc.shape[1], Wp, C, nb)
-    else:
-        _regs3(x1, 0, xp.shape[1], w1, f0 * C * 9, C * 9, a1, 0, acc.shape[1], Wp, C, nb)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _forward_block1(xp, W, f, Wp, a0):
-    """``a0[j] += sum_c sum_t W[f, c, t] * v_t[j]`` (the filters left over from blocks of 4),
-    the nine products of a channel summed first, as in the register blocks. The nine views are
-    spelled out here and in the other loops: built by a helper returning a tuple of views,
-    such loops measured 1.3x slower."""
-    L = a0.shape[0]
-    for c in range(xp.shape[0]):
-        xc = xp[c]
-        v0, v1, v2 = xc[0:L], xc[1 : 1 + L], xc[2 : 2 + L]
-        v3, v4, v5 = xc[Wp : Wp + L], xc[Wp + 1 : Wp + 1 + L], xc[Wp + 2 : Wp + 2 + L]
-        r = 2 * Wp
-        v6, v7, v8 = xc[r : r + L], xc[r + 1 : r + 1 + L], xc[r + 2 : r + 2 + L]
-        p = _taps(W, f, c)
-        for j in range(L):
-            a0[j] += (p[0] * v0[j] + p[1] * v1[j] + p[2] * v2[j] + p[3] * v3[j]
-                      + p[4] * v4[j] + p[5] * v5[j] + p[6] * v6[j] + p[7] * v7[j]
-                      + p[8] * v8[j])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _row5(W, f, c, ky):
-    """The five weights of row ``ky`` of filter ``f``, channel ``c``, as register values."""
-    return W[f, c, ky, 0], W[f, c, ky, 1], W[f, c, ky, 2], W[f, c, ky, 3], W[f, c, ky, 4]
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _forward5_block1(xp, W, f, Wp, a0):
-    """5x5 filters: :func:`_forward_block1`, the products summed one filter row at a time."""
-    L = a0.shape[0]
-    for c in range(xp.shape[0]):
-        for ky in range(5):
-            xc = xp[c][ky * Wp :]
-            v0, v1, v2, v3, v4 = xc[0:L], xc[1 : 1 + L], xc[2 : 2 + L], xc[3 : 3 + L], xc[4 : 4 + L]
-            p = _row5(W, f, c, ky)
-            for j in range(L):
-                a0[j] += p[0] * v0[j] + p[1] * v1[j] + p[2] * v2[j] + p[3] * v3[j] + p[4] * v4[j]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _forward_filters(xp, W, b, n0, m, f0, fb, P, Wp, acc, out):
-    """Filters ``f0 : f0 + fb`` of images ``n0 : n0 + m`` (stacked in ``xp``) into ``out``."""
-    OH, OW = out.shape[2], out.shape[3]
-    L = m * P * Wp
-    for i in range(fb):
-        acc[i, :] = b[f0 + i]  # whole rows: the register blocks compute past L
-    five = W.shape[2] == 5
+    S, A = xp.shape[1], acc.shape[1]
+    xo, ao = k0 * span, r0 * A + k0 * span
     if fb == _FB:
-        _forward_regs4(xp, W, f0, Wp, acc, L)
-    else:
-        for i in range(fb):
-            if five:
-                _forward5_block1(xp, W, f0 + i, Wp, acc[i][:L])
-            else:
-                _forward_block1(xp, W, f0 + i, Wp, acc[i][:L])
+        if K == 5:
+            _regs5(x1, xo, S, w1, f0 * C * KK, C * KK, a1, ao, A, offs, C, nbk)
+        else:
+            _regs3(x1, xo, S, w1, f0 * C * KK, C * KK, a1, ao, A, offs, C, nbk)
+        return
+    for i in range(fb):
+        if K == 5:
+            _regs5_1(x1, xo, S, w1, (f0 + i) * C * KK, C * KK, a1, ao + i * A, A, offs, C, nbk)
+        else:
+            _regs3_1(x1, xo, S, w1, (f0 + i) * C * KK, C * KK, a1, ao + i * A, A, offs, C, nbk)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_filters(xp, W, b, n0, m, f0, fb, P, Wr, offs, acc, out):
+    """Filters ``f0 : f0 + fb`` of images ``n0 : n0 + m`` (stacked in ``xp``) into ``out``.
+
+    (Measured: running all filter blocks over one chunk of columns at a time, so that the
+    chunk's slice of the scratch is reread from L1/L2, made no difference at 56x56.)"""
+    OH, OW = out.shape[2], out.shape[3]
+    span = _span(xp.itemsize)
+    for i in range(fb):
+        acc[i, :] = b[f0 + i]  # whole rows: the register blocks compute past the data
+    _forward_regs(xp, W, f0, fb, offs, acc, 0, 0, (m * P * Wr + span - 1) // span)
     for g in range(m):
         for i in range(fb):
             for oy in range(OH):
-                r = (g * P + oy) * Wp
+                r = (g * P + oy) * Wr
                 _copy_row(acc[i, r : r + OW], out[n0 + g, f0 + i, oy])
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def conv2d_3x3_forward_kernel(x, W, b, pad, out):
-    """``out = conv2d(x, W, stride=1, pad=pad) + b`` for K x K filters, ``K`` 3 or 5, and
-    ``0 <= pad <= K - 1``.
+def conv2d_3x3_forward_kernel(x, W, b, stride, pad, out):
+    """``out = conv2d(x, W, stride, pad) + b`` for K x K filters, ``K`` 3 or 5, stride 1 or 2
+    and ``0 <= pad <= K - 1``.
 
     Images are stacked in groups (see :func:`_plan`); parallel over (group, part of the filter
     blocks) pairs, with the filter blocks split in as few parts as give ``_MIN_TASKS``
@@ -364,12 +369,15 @@ def conv2d_3x3_forward_kernel(x, W, b, pad, out):
 
     Shape
     -----
-    x: (N, C, H, W), W: (FN, C, K, K), b: (FN,), out: (N, FN, H + 2*pad - K + 1, W + 2*pad - K + 1);
-    all C-contiguous.
+    x: (N, C, H, W), W: (FN, C, K, K), b: (FN,), out: (N, FN, OH, OW); all C-contiguous.
     """
     N, C, H, Wd = x.shape
     FN, K = W.shape[0], W.shape[2]
-    G, groups, P, Wp = _plan(N, C, H, Wd, pad, x.itemsize, _JB)
+    P, Wr = _geometry(H, Wd, pad, stride)
+    G, groups = _plan(N, C, P, Wr, x.itemsize, _JB)
+    span = _span(x.itemsize)  # the register blocks read and write up to a block past
+    S, PL = _scratch(G, P, Wr, K, stride, span)
+    offs = _tap_offsets(K, stride, Wr, PL)
     NB = (FN + _FB - 1) // _FB
     split = 1  # each group's filter blocks in ``split`` parts: at least _MIN_TASKS iterations
     while groups * split < _MIN_TASKS and split < NB:
@@ -382,24 +390,24 @@ def conv2d_3x3_forward_kernel(x, W, b, pad, out):
             continue
         n0 = grp * G
         m = min(G, N - n0)
-        span = _span(x.itemsize)  # the register blocks read and write up to a block past
-        xp = np.zeros((C, _scratch_len(G, P, Wp, K) + span), dtype=x.dtype)
-        _stack_images(x, n0, m, pad, xp)
-        acc = np.empty((_FB, G * P * Wp + span), dtype=x.dtype)
+        xp = np.zeros((C, S), dtype=x.dtype)
+        _stack_images(x, n0, m, pad, stride, P, Wr, PL, xp)
+        acc = np.empty((_FB, G * P * Wr + span), dtype=x.dtype)
         for blk in range(b0, min(NB, b0 + per_task)):
             f0 = blk * _FB
-            _forward_filters(xp, W, b, n0, m, f0, min(_FB, FN - f0), P, Wp, acc, out)
+            _forward_filters(xp, W, b, n0, m, f0, min(_FB, FN - f0), P, Wr, offs, acc, out)
 
 
 def _weight_block(F, K, R):
-    """An intrinsic ``wregs(x, xo, Wp, g, go, gfs, dw, dwo, dwfs, nv)``: the K x K weight
-    gradient of ``F`` filters over ``R`` filter rows (``R*K`` taps) of one channel, with the
+    """An intrinsic ``wregs(x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv)``: the K x K weight
+    gradient of ``F`` filters over ``R`` filter rows from row ``r0`` (``R*K`` taps) of one
+    channel, with the
     ``F*R*K`` dot products accumulated in vector registers over ``nv`` vectors of wide columns.
 
     On 1-D arrays (offsets and strides in elements), for ``i < F`` and tap ``t = ky*K + kx``
-    (``ky < R``), with ``n = nv * (64 // itemsize)``:
+    (``r0 <= ky < r0 + R``), with ``n = nv * (64 // itemsize)``:
 
-        dw[dwo + i*dwfs + t] += sum_(j < n) g[go + i*gfs + j] * x[xo + j + ky*Wp + kx]
+        dw[dwo + i*dwfs + t] += sum_(j < n) g[go + i*gfs + j] * x[xo + j + offs[t]]
 
     each sum taken as one vector accumulator of products (lane ``l`` sums the columns
     ``j = l mod lanes``, by fused multiply-adds in ``j`` order), its lanes then added as a fixed
@@ -412,22 +420,26 @@ def _weight_block(F, K, R):
     taps = [(ky, kx) for ky in range(R) for kx in range(K)]
 
     @intrinsic
-    def wregs(typingctx, x, xo, Wp, g, go, gfs, dw, dwo, dwfs, nv):
-        sig = types.void(x, xo, Wp, g, go, gfs, dw, dwo, dwfs, nv)
+    def wregs(typingctx, x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv):
+        sig = types.void(x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv)
         dt = x.dtype
 
         def codegen(context, builder, sig, args):
             V = _VectorIR(context, builder, dt)
             const = V.const
-            xo_, Wp_, go_, gfs_, dwo_, dwfs_, nv_ = V.ints(context, sig, args, (1, 2, 4, 5, 7, 8, 9))
+            xo_, r0_, go_, gfs_, dwo_, dwfs_, nv_ = V.ints(context, sig, args, (1, 3, 5, 6, 8, 9, 10))
             xd = context.make_array(sig.args[0])(context, builder, args[0]).data
-            gd = context.make_array(sig.args[3])(context, builder, args[3]).data
-            dd = context.make_array(sig.args[6])(context, builder, args[6]).data
+            gd = context.make_array(sig.args[4])(context, builder, args[4]).data
+            dd = context.make_array(sig.args[7])(context, builder, args[7]).data
+            od = context.make_array(sig.args[2])(context, builder, args[2]).data
+            # taps t = (r0 + ky)*K + kx of this block: global index and read offset
+            tix = [V.add(builder.mul(builder.add(r0_, const(ky)), const(K)), const(kx))
+                   for ky, kx in taps]
             accp = [[cgutils.alloca_once(builder, V.vty) for _ in taps] for _ in range(F)]
             for row in accp:
                 for p in row:
                     builder.store(ir.Constant(V.vty, None), p)
-            offs = [V.add(builder.mul(const(ky), Wp_), const(kx)) for ky, kx in taps]
+            offs = [builder.load(builder.gep(od, [t])) for t in tix]
             xb = builder.gep(xd, [xo_])
             gb = [builder.gep(gd, [V.add(go_, builder.mul(const(i), gfs_))]) for i in range(F)]
             with cgutils.for_range(builder, nv_) as lp:
@@ -438,21 +450,22 @@ def _weight_block(F, K, R):
                     for i in range(F):
                         builder.store(V.fma(gv[i], xv, builder.load(accp[i][t])), accp[i][t])
             for i in range(F):
-                for t, (ky, kx) in enumerate(taps):
-                    p = builder.gep(dd, [V.add(dwo_, builder.mul(const(i), dwfs_), const(ky * K + kx))])
+                for t in range(len(taps)):
+                    p = builder.gep(dd, [V.add(dwo_, builder.mul(const(i), dwfs_), tix[t])])
                     builder.store(builder.fadd(builder.load(p), V.hsum(builder.load(accp[i][t]))), p)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    def wregs_python(x, xo, Wp, g, go, gfs, dw, dwo, dwfs, nv):
+    def wregs_python(x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv):
         # NUMBA_DISABLE_JIT: the same sums in NumPy
         n = nv * (64 // x.itemsize)
         for i in range(F):
             gi = g[go + i * gfs : go + i * gfs + n]
             for ky, kx in taps:
-                o = xo + ky * Wp + kx
-                dw[dwo + i * dwfs + ky * K + kx] += np.dot(gi, x[o : o + n])
+                t = (r0 + ky) * K + kx
+                o = xo + offs[t]
+                dw[dwo + i * dwfs + t] += np.dot(gi, x[o : o + n])
 
     return wregs_python if config.DISABLE_JIT else wregs
 
@@ -465,54 +478,56 @@ _wregs5_1 = _weight_block(1, 5, 1)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def conv2d_3x3_backward_weight_kernel(x, dout, pad, out):
-    """Filter gradient of the K x K stride-1 convolution (``K`` 3 or 5, ``0 <= pad <= K - 1``).
+def conv2d_3x3_backward_weight_kernel(x, dout, stride, pad, out):
+    """Filter gradient of the K x K convolution (``K`` 3 or 5, stride 1 or 2,
+    ``0 <= pad <= K - 1``).
 
     Groups of stacked images are dealt round-robin to at most 8 slots (a function of the shapes
     only), each with its own partial sum, added in slot order afterwards.
 
     Shape
     -----
-    x: (N, C, H, W), dout: (N, FN, H + 2*pad - K + 1, W + 2*pad - K + 1), out: (FN, C, K, K);
-    all C-contiguous.
+    x: (N, C, H, W), dout: (N, FN, OH, OW), out: (FN, C, K, K); all C-contiguous.
     """
     N, C, H, Wd = x.shape
     FN, OH, OW = dout.shape[1], dout.shape[2], dout.shape[3]
     K = out.shape[2]
-    G, groups, P, Wp = _plan(N, C, H, Wd, pad, x.itemsize, _JB_WEIGHT)
+    P, Wr = _geometry(H, Wd, pad, stride)
+    G, groups = _plan(N, C, P, Wr, x.itemsize, _JB_WEIGHT)
+    VL = 64 // x.itemsize
+    # the blocks run over whole vectors: room for one more past the data, zero in gw
+    S, PL = _scratch(G, P, Wr, K, stride, VL)
+    offs = _tap_offsets(K, stride, Wr, PL)
     slots = min(groups, 8)
     partial = np.zeros((slots, FN, C, K, K), dtype=out.dtype)
-    VL = 64 // x.itemsize
     for s in prange(slots):
-        # the blocks run over whole vectors: room for one more past the data, zero in gw
-        xp = np.zeros((C, _scratch_len(G, P, Wp, K) + VL), dtype=x.dtype)
-        gw = np.zeros((FN, G * P * Wp + VL), dtype=x.dtype)  # wide dout; dropped cells stay zero
+        xp = np.zeros((C, S), dtype=x.dtype)
+        gw = np.zeros((FN, G * P * Wr + VL), dtype=x.dtype)  # wide dout; dropped cells stay zero
         x1, g1, a1 = xp.ravel(), gw.ravel(), partial[s].ravel()
-        S, GS, KK = xp.shape[1], gw.shape[1], K * K
+        GS, KK = gw.shape[1], K * K
         for grp in range(s, groups, slots):
             n0 = grp * G
             m = min(G, N - n0)
-            _stack_images(x, n0, m, pad, xp)
+            _stack_images(x, n0, m, pad, stride, P, Wr, PL, xp)
             for i in range(m):
                 for f in range(FN):
                     for oy in range(OH):
-                        r = (i * P + oy) * Wp
+                        r = (i * P + oy) * Wr
                         _copy_row(dout[n0 + i, f, oy], gw[f, r : r + OW])
-            L = m * P * Wp
+            L = m * P * Wr
             nv = (L + VL - 1) // VL
             gw[:, L:] = 0  # a short last group: the previous group's rows past its data
             for c in range(C):
                 if K == 5:
                     for ky in range(5):
-                        xo = c * S + ky * Wp
                         for f in range(0, FN - 3, 4):
-                            _wregs5(x1, xo, Wp, g1, f * GS, GS, a1, (f * C + c) * KK + ky * 5, C * KK, nv)
+                            _wregs5(x1, c * S, offs, ky, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
                         for f in range(FN - FN % 4, FN):
-                            _wregs5_1(x1, xo, Wp, g1, f * GS, GS, a1, (f * C + c) * KK + ky * 5, C * KK, nv)
+                            _wregs5_1(x1, c * S, offs, ky, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
                     continue
                 for f in range(0, FN - 1, 2):
-                    _wregs3(x1, c * S, Wp, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
+                    _wregs3(x1, c * S, offs, 0, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
                 if FN % 2:  # the odd filter out
                     f = FN - 1
-                    _wregs3_1(x1, c * S, Wp, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
+                    _wregs3_1(x1, c * S, offs, 0, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
     _sum_slots(partial.reshape(slots, FN, C * K * K), out.reshape(FN, C * K * K))

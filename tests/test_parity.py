@@ -241,27 +241,28 @@ def _conv_k_case(xs, FN, pad, K):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("K", CONV_K)
 @pytest.mark.parametrize("xs,FN,pad", CONV3X3_CASES)
-def test_conv2d_3x3_kernels_parity(xs, FN, pad, K, dtype, rng):
-    """The register-blocked kernels ("direct" for 3x3 and 5x5 at stride 1) against the
-    reference."""
+def test_conv2d_3x3_kernels_parity(xs, FN, pad, K, stride, dtype, rng):
+    """The register-blocked kernels ("direct" for 3x3 and 5x5 at stride 1; at stride 2 the
+    forward and weight gradient on phase planes) against the reference."""
     case = _conv_k_case(xs, FN, pad, K)
     if case is None:
         return
     ws, pad = case
     x, W, b = randn(rng, xs, dtype), randn(rng, ws, dtype), randn(rng, (FN,), dtype)
-    out = F.conv2d(x, W, b, 1, pad, algorithm="direct")
-    assert_close(out, R.conv2d_forward(up(x), up(W), up(b), 1, pad), dtype)
+    out = F.conv2d(x, W, b, stride, pad, algorithm="direct")
+    assert_close(out, R.conv2d_forward(up(x), up(W), up(b), stride, pad), dtype)
     dout = randn(rng, out.shape, dtype)
     assert_close(
-        F.conv2d_backward_data(dout, W, xs, 1, pad, algorithm="direct"),
-        R.conv2d_backward_data(up(dout), up(W), xs, 1, pad),
+        F.conv2d_backward_data(dout, W, xs, stride, pad, algorithm="direct"),
+        R.conv2d_backward_data(up(dout), up(W), xs, stride, pad),
         dtype,
     )
     assert_close(
-        F.conv2d_backward_weight(x, dout, ws, 1, pad, algorithm="direct"),
-        R.conv2d_backward_weight(up(x), up(dout), (K, K), 1, pad),
+        F.conv2d_backward_weight(x, dout, ws, stride, pad, algorithm="direct"),
+        R.conv2d_backward_weight(up(x), up(dout), (K, K), stride, pad),
         dtype,
     )
 
@@ -270,53 +271,57 @@ def test_conv2d_3x3_kernels_parity(xs, FN, pad, K, dtype, rng):
 @given(
     st.integers(1, 20), st.integers(1, 5), st.integers(1, 9), st.integers(1, 11),
     st.integers(1, 11), st.integers(0, 4), st.sampled_from(CONV_K), st.integers(0, 2**32 - 1),
-    st.sampled_from(DTYPES),
+    st.sampled_from(DTYPES), st.sampled_from([1, 2]),
 )
-def test_conv2d_3x3_kernels_hypothesis(N, C, FN, H, W, pad, K, seed, dtype):
+def test_conv2d_3x3_kernels_hypothesis(N, C, FN, H, W, pad, K, seed, dtype, stride):
     rng = np.random.default_rng(seed)
-    test_conv2d_3x3_kernels_parity((N, C, H, W), FN, pad, K, dtype, rng)
+    test_conv2d_3x3_kernels_parity((N, C, H, W), FN, pad, K, stride, dtype, rng)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("K", CONV_K)
 @pytest.mark.parametrize("xs,FN,pad", [((23, 3, 5, 7), 10, 1), ((5, 2, 6, 6), 6, 2)])
-def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, K, restore_threads, rng):
+def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, K, stride, restore_threads, rng):
     """Same bits at 1 thread and at all threads (both parallel decompositions)."""
     x = rng.standard_normal(xs)
     W = rng.standard_normal((FN, xs[1], K, K))
     results = []
     for n in (1, restore_threads):
         fastnn.set_num_threads(n)
-        out = F.conv2d(x, W, None, 1, pad, algorithm="direct")
-        results.append((out, F.conv2d_backward_data(out, W, xs, 1, pad, algorithm="direct"),
-                        F.conv2d_backward_weight(x, out, W.shape, 1, pad, algorithm="direct")))
+        out = F.conv2d(x, W, None, stride, pad, algorithm="direct")
+        results.append((out,
+                        F.conv2d_backward_data(out, W, xs, stride, pad, algorithm="direct"),
+                        F.conv2d_backward_weight(x, out, W.shape, stride, pad, algorithm="direct")))
     for a, b in zip(*results):
         assert bits_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("K", CONV_K)
+@pytest.mark.parametrize("fb", [4, 3, 1])
 @pytest.mark.parametrize("C,Wp,L", [(1, 3, 1), (3, 7, 47), (5, 11, 301)])
-def test_conv2d_register_block_sums_and_stays_in_its_scratch(C, Wp, L, K, dtype, rng):
-    """The generated forward block (no bounds checks of its own): ``L`` rounded up to whole
-    blocks, it writes nothing past the accumulator rows the kernel sizes for it, and its sums
-    match float64 ones (also in the cells past ``L`` that the kernel drops)."""
+def test_conv2d_register_block_sums_and_stays_in_its_scratch(C, Wp, L, fb, K, dtype, rng):
+    """The generated forward blocks (no bounds checks of their own), 4 filters or the 1-filter
+    block for those left over: ``L`` rounded up to whole blocks, they write nothing past the
+    accumulator rows the kernel sizes for them, and their sums match float64 ones (also in
+    the cells past ``L`` that the kernel drops)."""
     span = KC3._span(np.dtype(dtype).itemsize)
     nb = -(-L // span)
     n = nb * span
     S = n + (K - 1) * (Wp + 1)  # the scratch row the kernel reads: (K - 1) rows and cells past
     xp = randn(rng, (C, S), dtype)
     W = randn(rng, (6, C, K, K), dtype)
+    offs = KC3._tap_offsets(K, 1, Wp, 0)
     sentinel = dtype(1234.5)
     store = np.full(4 * n + 8, sentinel, dtype=dtype)
     acc = store[: 4 * n].reshape(4, n)
     acc[...] = randn(rng, (4, n), dtype)
     want = up(acc).copy()
-    for i in range(4):
+    for i in range(fb):
         for c in range(C):
             for t in range(K * K):
-                o = (t // K) * Wp + t % K
-                want[i] += up(W)[2 + i, c, t // K, t % K] * up(xp)[c, o : o + n]
-    KC3._forward_regs4(xp, W, 2, Wp, acc, L)
+                want[i] += up(W)[2 + i, c, t // K, t % K] * up(xp)[c, offs[t] : offs[t] + n]
+    KC3._forward_regs(xp, W, 2, fb, offs, acc, 0, 0, nb)
     assert (store[4 * n :] == sentinel).all()
     assert_close(acc, want, dtype)
 
@@ -1364,8 +1369,15 @@ def test_choose_conv_algorithm_and_auto(rng):
     # 3x3 stride 1 pad <= 2: always the register-blocked direct kernels
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 1) == "direct"
     assert F.choose_conv_algorithm((32, 64, 56, 56), (64, 64, 3, 3), 1, 2) == "direct"
+    # 3x3 stride 2: direct (phase planes) forward and weight gradient; the data gradient of a
+    # large one takes panels + BLAS
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1) == "direct"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1,
+                                   "conv2d_backward_weight") == "direct"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1,
+                                   "conv2d_backward_data") == "gemm"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 3, 1) == "gemm"
     # other large shapes: panels + BLAS
-    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1) == "gemm"
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 3) == "gemm"
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 7, 7), 1, 3) == "gemm"
     # 5x5 stride 1 pad <= 4: the register-blocked kernels too (the book's simple_conv layer)
