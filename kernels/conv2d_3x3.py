@@ -52,7 +52,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import njit
-from .conv2d_gemm import _copy_row, _sum_slots
+from .conv2d_gemm import _copy_row
 
 #: filters per register block of the forward kernel
 _FB = 4
@@ -197,19 +197,6 @@ class _VectorIR:
 
     def fma(self, a, x, y):
         return self.builder.call(self.fma_fn, [a, x, y])
-
-    def hsum(self, v):
-        """The lanes of ``v`` summed as a fixed tree (halves added until one lane is left)."""
-        b = self.builder
-        i32 = ir.IntType(32)
-        n = self.VL
-        while n > 1:
-            h = n // 2
-            lo = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
-            hi = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
-            v = b.fadd(lo, hi)
-            n = h
-        return b.extract_element(v, ir.Constant(i32, 0))
 
 
 def _register_block(K, F):
@@ -398,83 +385,100 @@ def conv2d_3x3_forward_kernel(x, W, b, stride, pad, out):
             _forward_filters(xp, W, b, n0, m, f0, min(_FB, FN - f0), P, Wr, offs, acc, out)
 
 
-def _weight_block(F, K, R):
-    """An intrinsic ``wregs(x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv)``: the K x K weight
-    gradient of ``F`` filters over ``R`` filter rows from row ``r0`` (``R*K`` taps) of one
-    channel, with the
-    ``F*R*K`` dot products accumulated in vector registers over ``nv`` vectors of wide columns.
+def _weight_block(FV, K, R):
+    """An intrinsic ``wregs(x, xo, offs, r0, g, go, gs, p, po, L)``: the K x K weight gradient
+    of ``FV`` vectors of filters (``FV * lanes`` filters) over ``R`` filter rows from row
+    ``r0`` (``R*K`` taps) of one channel, the ``R*K*FV`` accumulator vectors in registers over
+    all ``L`` wide columns.
 
-    On 1-D arrays (offsets and strides in elements), for ``i < F`` and tap ``t = ky*K + kx``
-    (``r0 <= ky < r0 + R``), with ``n = nv * (64 // itemsize)``:
+    Filters along the vectors: ``g`` is the wide ``dout`` transposed, one row of ``gs`` filters
+    per wide column. On 1-D arrays (offsets and strides in elements), for tap
+    ``t = ky*K + kx`` (``r0 <= ky < r0 + R``) and the block's filters ``e`` (``e < FV*lanes``):
 
-        dw[dwo + i*dwfs + t] += sum_(j < n) g[go + i*gfs + j] * x[xo + j + offs[t]]
+        p[po + t*gs + e] += sum_(j < L) x[xo + j + offs[t]] * g[go + j*gs + e]
 
-    each sum taken as one vector accumulator of products (lane ``l`` sums the columns
-    ``j = l mod lanes``, by fused multiply-adds in ``j`` order), its lanes then added as a fixed
-    tree: the same bits at any thread count. ``g`` must be zero in the columns past the data.
+    summed in ``j`` order by fused multiply-adds (the same bits at any thread count). Per
+    column: ``FV`` vector loads of ``g`` and ``R*K`` broadcasts of ``x`` for ``R*K*FV`` FMAs.
 
-    Why generated code: as a Numba loop with 18 scalar reductions (2 filters x 9 taps) LLVM
-    vectorised it to 150-160 GFLOP/s float32 per core; written out as vector IR, 205-210 (85-90
-    -> 115-120 float64). 3 filters x 9 taps (27 accumulators) spills: 125.
+    Why this shape: with the columns along the vectors instead (18 dot products of 2 filters x
+    9 taps, lanes added at the end) each tap was an unaligned vector load, most splitting a
+    cache line: 205 against 240 GFLOP/s float32 per core here (99 against 121 float64), at
+    (64 channels, 64 filters, ten 8x8 images). Numba loops vectorise neither form this way:
+    the intrinsic writes LLVM vector IR.
     """
     taps = [(ky, kx) for ky in range(R) for kx in range(K)]
 
     @intrinsic
-    def wregs(typingctx, x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv):
-        sig = types.void(x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv)
+    def wregs(typingctx, x, xo, offs, r0, g, go, gs, p, po, L):
+        sig = types.void(x, xo, offs, r0, g, go, gs, p, po, L)
         dt = x.dtype
 
         def codegen(context, builder, sig, args):
             V = _VectorIR(context, builder, dt)
             const = V.const
-            xo_, r0_, go_, gfs_, dwo_, dwfs_, nv_ = V.ints(context, sig, args, (1, 3, 5, 6, 8, 9, 10))
+            xo_, r0_, go_, gs_, po_, L_ = V.ints(context, sig, args, (1, 3, 5, 6, 8, 9))
             xd = context.make_array(sig.args[0])(context, builder, args[0]).data
-            gd = context.make_array(sig.args[4])(context, builder, args[4]).data
-            dd = context.make_array(sig.args[7])(context, builder, args[7]).data
             od = context.make_array(sig.args[2])(context, builder, args[2]).data
-            # taps t = (r0 + ky)*K + kx of this block: global index and read offset
+            gd = context.make_array(sig.args[4])(context, builder, args[4]).data
+            pd = context.make_array(sig.args[7])(context, builder, args[7]).data
+            # taps t = (r0 + ky)*K + kx of this block: global index, and where column 0 reads
             tix = [V.add(builder.mul(builder.add(r0_, const(ky)), const(K)), const(kx))
                    for ky, kx in taps]
-            accp = [[cgutils.alloca_once(builder, V.vty) for _ in taps] for _ in range(F)]
+            xbs = [builder.gep(xd, [builder.add(xo_, builder.load(builder.gep(od, [t])))])
+                   for t in tix]
+            accp = [[cgutils.alloca_once(builder, V.vty) for _ in range(FV)] for _ in taps]
             for row in accp:
-                for p in row:
-                    builder.store(ir.Constant(V.vty, None), p)
-            offs = [builder.load(builder.gep(od, [t])) for t in tix]
-            xb = builder.gep(xd, [xo_])
-            gb = [builder.gep(gd, [V.add(go_, builder.mul(const(i), gfs_))]) for i in range(F)]
-            with cgutils.for_range(builder, nv_) as lp:
-                j = builder.mul(lp.index, const(V.VL))
-                gv = [V.load(gb[i], j) for i in range(F)]
+                for q in row:
+                    builder.store(ir.Constant(V.vty, None), q)
+            gb = builder.gep(gd, [go_])
+            with cgutils.for_range(builder, L_) as col:
+                j = col.index
+                grow = builder.mul(j, gs_)
+                gv = [V.load(gb, builder.add(grow, const(v * V.VL))) for v in range(FV)]
                 for t in range(len(taps)):
-                    xv = V.load(xb, builder.add(j, offs[t]))
-                    for i in range(F):
-                        builder.store(V.fma(gv[i], xv, builder.load(accp[i][t])), accp[i][t])
-            for i in range(F):
-                for t in range(len(taps)):
-                    p = builder.gep(dd, [V.add(dwo_, builder.mul(const(i), dwfs_), tix[t])])
-                    builder.store(builder.fadd(builder.load(p), V.hsum(builder.load(accp[i][t]))), p)
+                    xv = V.bcast(builder.gep(xbs[t], [j]))
+                    for v in range(FV):
+                        builder.store(V.fma(xv, gv[v], builder.load(accp[t][v])), accp[t][v])
+            for t in range(len(taps)):
+                for v in range(FV):
+                    i = V.add(po_, builder.mul(tix[t], gs_), const(v * V.VL))
+                    V.store(builder.fadd(V.load(pd, i), builder.load(accp[t][v])), pd, i)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    def wregs_python(x, xo, offs, r0, g, go, gfs, dw, dwo, dwfs, nv):
+    def wregs_python(x, xo, offs, r0, g, go, gs, p, po, L):
         # NUMBA_DISABLE_JIT: the same sums in NumPy
-        n = nv * (64 // x.itemsize)
-        for i in range(F):
-            gi = g[go + i * gfs : go + i * gfs + n]
-            for ky, kx in taps:
-                t = (r0 + ky) * K + kx
-                o = xo + offs[t]
-                dw[dwo + i * dwfs + t] += np.dot(gi, x[o : o + n])
+        E = FV * (64 // x.itemsize)
+        gb = g[go : go + (L - 1) * gs + E].reshape(-1)
+        G2 = np.lib.stride_tricks.as_strided(gb, (L, E), (gs * g.itemsize, g.itemsize))
+        for ky, kx in taps:
+            t = (r0 + ky) * K + kx
+            o = xo + offs[t]
+            p[po + t * gs : po + t * gs + E] += x[o : o + L] @ G2
 
     return wregs_python if config.DISABLE_JIT else wregs
 
 
-#: filters per weight-gradient block: 2 x 9 taps (3x3), 4 x 5 taps of a filter row (5x5)
+#: filter vectors per weight-gradient block: 2 x 9 taps (3x3), 4 x 5 taps of a 5x5 row, and
+#: 1 for those left over (18 or 20 accumulators; 27 or more spill)
 _wregs3 = _weight_block(2, 3, 3)
 _wregs3_1 = _weight_block(1, 3, 3)
 _wregs5 = _weight_block(4, 5, 1)
 _wregs5_1 = _weight_block(1, 5, 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_slots_transposed(partial, out):
+    """``out[f, c, t] = partial[0, c, t, f] + partial[1, c, t, f] + ...`` in slot order."""
+    FN, C, KK = out.shape[0], out.shape[1], out.shape[2]
+    for c in range(C):
+        for t in range(KK):
+            for f in range(FN):
+                v = partial[0, c, t, f]
+                for s in range(1, partial.shape[0]):
+                    v += partial[s, c, t, f]
+                out[f, c, t] = v
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -483,7 +487,8 @@ def conv2d_3x3_backward_weight_kernel(x, dout, stride, pad, out):
     ``0 <= pad <= K - 1``).
 
     Groups of stacked images are dealt round-robin to at most 8 slots (a function of the shapes
-    only), each with its own partial sum, added in slot order afterwards.
+    only), each with its own partial sum (channel, tap, filter: the blocks' vectors run over
+    filters), added in slot order afterwards.
 
     Shape
     -----
@@ -492,19 +497,20 @@ def conv2d_3x3_backward_weight_kernel(x, dout, stride, pad, out):
     N, C, H, Wd = x.shape
     FN, OH, OW = dout.shape[1], dout.shape[2], dout.shape[3]
     K = out.shape[2]
+    KK = K * K
     P, Wr = _geometry(H, Wd, pad, stride)
     G, groups = _plan(N, C, P, Wr, x.itemsize, _JB_WEIGHT)
     VL = 64 // x.itemsize
-    # the blocks run over whole vectors: room for one more past the data, zero in gw
-    S, PL = _scratch(G, P, Wr, K, stride, VL)
+    NV = (FN + VL - 1) // VL  # filter vectors; the filters past FN stay zero
+    FNp = NV * VL
+    S, PL = _scratch(G, P, Wr, K, stride, 0)
     offs = _tap_offsets(K, stride, Wr, PL)
     slots = min(groups, 8)
-    partial = np.zeros((slots, FN, C, K, K), dtype=out.dtype)
+    partial = np.zeros((slots, C, KK, FNp), dtype=out.dtype)
     for s in prange(slots):
         xp = np.zeros((C, S), dtype=x.dtype)
-        gw = np.zeros((FN, G * P * Wr + VL), dtype=x.dtype)  # wide dout; dropped cells stay zero
-        x1, g1, a1 = xp.ravel(), gw.ravel(), partial[s].ravel()
-        GS, KK = gw.shape[1], K * K
+        gT = np.zeros((G * P * Wr, FNp), dtype=x.dtype)  # wide dout, transposed; dropped cells 0
+        x1, g1, p1 = xp.ravel(), gT.ravel(), partial[s].ravel()
         for grp in range(s, groups, slots):
             n0 = grp * G
             m = min(G, N - n0)
@@ -513,21 +519,22 @@ def conv2d_3x3_backward_weight_kernel(x, dout, stride, pad, out):
                 for f in range(FN):
                     for oy in range(OH):
                         r = (i * P + oy) * Wr
-                        _copy_row(dout[n0 + i, f, oy], gw[f, r : r + OW])
+                        src = dout[n0 + i, f, oy]
+                        for ox in range(OW):
+                            gT[r + ox, f] = src[ox]
             L = m * P * Wr
-            nv = (L + VL - 1) // VL
-            gw[:, L:] = 0  # a short last group: the previous group's rows past its data
             for c in range(C):
+                pc = c * KK * FNp
                 if K == 5:
                     for ky in range(5):
-                        for f in range(0, FN - 3, 4):
-                            _wregs5(x1, c * S, offs, ky, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
-                        for f in range(FN - FN % 4, FN):
-                            _wregs5_1(x1, c * S, offs, ky, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
+                        for v in range(0, NV - 3, 4):
+                            _wregs5(x1, c * S, offs, ky, g1, v * VL, FNp, p1, pc + v * VL, L)
+                        for v in range(NV - NV % 4, NV):
+                            _wregs5_1(x1, c * S, offs, ky, g1, v * VL, FNp, p1, pc + v * VL, L)
                     continue
-                for f in range(0, FN - 1, 2):
-                    _wregs3(x1, c * S, offs, 0, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
-                if FN % 2:  # the odd filter out
-                    f = FN - 1
-                    _wregs3_1(x1, c * S, offs, 0, g1, f * GS, GS, a1, (f * C + c) * KK, C * KK, nv)
-    _sum_slots(partial.reshape(slots, FN, C * K * K), out.reshape(FN, C * K * K))
+                for v in range(0, NV - 1, 2):
+                    _wregs3(x1, c * S, offs, 0, g1, v * VL, FNp, p1, pc + v * VL, L)
+                if NV % 2:
+                    v = NV - 1
+                    _wregs3_1(x1, c * S, offs, 0, g1, v * VL, FNp, p1, pc + v * VL, L)
+    _sum_slots_transposed(partial, out.reshape(FN, C, KK))
