@@ -228,6 +228,10 @@ CONV3X3_CASES = [
     ((2, 3, 40, 37), 6, 1),  # a row wider than one inner-loop pass (> 1024 wide columns)
     ((4, 2, 5, 6), 7, 4),  # 5x5 pad 4: the data gradient runs with pad 0
     ((6, 1, 28, 28), 30, 0),  # the book's simple_conv layer (5x5, one channel, 30 filters)
+    # >= 16 channels and >= 32 filters: the weight gradient's filters-along-vectors blocks, with
+    # filter vectors left over from pairs (and 5x5 quads) and lanes past FN
+    ((5, 16, 6, 7), 37, 1),
+    ((3, 17, 9, 8), 64, 2),
 ]
 CONV_K = [3, 5]
 
@@ -280,7 +284,8 @@ def test_conv2d_3x3_kernels_hypothesis(N, C, FN, H, W, pad, K, seed, dtype, stri
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("K", CONV_K)
-@pytest.mark.parametrize("xs,FN,pad", [((23, 3, 5, 7), 10, 1), ((5, 2, 6, 6), 6, 2)])
+@pytest.mark.parametrize("xs,FN,pad", [((23, 3, 5, 7), 10, 1), ((5, 2, 6, 6), 6, 2),
+                                      ((19, 16, 5, 5), 33, 1)])
 def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, K, stride, restore_threads, rng):
     """Same bits at 1 thread and at all threads (both parallel decompositions)."""
     x = rng.standard_normal(xs)
