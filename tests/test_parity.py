@@ -233,7 +233,7 @@ CONV3X3_CASES = [
     ((5, 16, 6, 7), 37, 1),
     ((3, 17, 9, 8), 64, 2),
 ]
-CONV_K = [3, 5]
+CONV_K = [1, 3, 5]
 
 
 def _conv_k_case(xs, FN, pad, K):
@@ -303,11 +303,11 @@ def test_conv2d_3x3_kernels_thread_count_invariance(xs, FN, pad, K, stride, rest
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("K", CONV_K)
-@pytest.mark.parametrize("fb", [4, 3, 1])
+@pytest.mark.parametrize("fb", [8, 4, 3, 1])
 @pytest.mark.parametrize("C,Wp,L", [(1, 3, 1), (3, 7, 47), (5, 11, 301)])
 def test_conv2d_register_block_sums_and_stays_in_its_scratch(C, Wp, L, fb, K, dtype, rng):
-    """The generated forward blocks (no bounds checks of their own), 4 filters or the 1-filter
-    block for those left over: ``L`` rounded up to whole blocks, they write nothing past the
+    """The generated forward blocks (no bounds checks of their own), 4 filters (8 for 1x1) or
+    the 1-filter block for those left over: ``L`` rounded up to whole blocks, they write nothing past the
     accumulator rows the kernel sizes for them, and their sums match float64 ones (also in
     the cells past ``L`` that the kernel drops)."""
     span = KC3._span(np.dtype(dtype).itemsize)
@@ -315,19 +315,19 @@ def test_conv2d_register_block_sums_and_stays_in_its_scratch(C, Wp, L, fb, K, dt
     n = nb * span
     S = n + (K - 1) * (Wp + 1)  # the scratch row the kernel reads: (K - 1) rows and cells past
     xp = randn(rng, (C, S), dtype)
-    W = randn(rng, (6, C, K, K), dtype)
+    W = randn(rng, (10, C, K, K), dtype)
     offs = KC3._tap_offsets(K, 1, Wp, 0)
     sentinel = dtype(1234.5)
-    store = np.full(4 * n + 8, sentinel, dtype=dtype)
-    acc = store[: 4 * n].reshape(4, n)
-    acc[...] = randn(rng, (4, n), dtype)
+    store = np.full(8 * n + 8, sentinel, dtype=dtype)
+    acc = store[: 8 * n].reshape(8, n)
+    acc[...] = randn(rng, (8, n), dtype)
     want = up(acc).copy()
     for i in range(fb):
         for c in range(C):
             for t in range(K * K):
                 want[i] += up(W)[2 + i, c, t // K, t % K] * up(xp)[c, offs[t] : offs[t] + n]
     KC3._forward_regs(xp, W, 2, fb, offs, acc, 0, 0, nb)
-    assert (store[4 * n :] == sentinel).all()
+    assert (store[8 * n :] == sentinel).all()
     assert_close(acc, want, dtype)
 
 
@@ -1382,6 +1382,13 @@ def test_choose_conv_algorithm_and_auto(rng):
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1,
                                    "conv2d_backward_data") == "gemm"
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 3, 1) == "gemm"
+    # 1x1: register blocks forward and data gradient; weight gradient from 128 channels
+    pw_x, pw_w = (32, 256, 14, 14), (64, 256, 1, 1)
+    assert F.choose_conv_algorithm(pw_x, pw_w, 1, 0) == "direct"
+    assert F.choose_conv_algorithm(pw_x, pw_w, 1, 0, "conv2d_backward_data") == "direct"
+    assert F.choose_conv_algorithm(pw_x, pw_w, 1, 0, "conv2d_backward_weight") == "direct"
+    assert F.choose_conv_algorithm((32, 64, 56, 56), (256, 64, 1, 1), 1, 0,
+                                   "conv2d_backward_weight") == "gemm"
     # other large shapes: panels + BLAS
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 3) == "gemm"
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 7, 7), 1, 3) == "gemm"
