@@ -56,9 +56,9 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = False) -> float:
         x = rng.standard_normal((2, 2, 5, 5)).astype(dt)
         W = rng.standard_normal((3, 2, 3, 3)).astype(dt)
         b = np.zeros(3, dt)
-        # 3x3 stride 1 (and 2): the register-blocked kernels ("direct") and the panels
-        # ("gemm"); stride 3: the general direct loops
-        for algorithm, stride in (("direct", 1), ("gemm", 1), ("direct", 3)):
+        # 3x3 stride 1 and 2: the register-blocked kernels ("direct", stride 2's data gradient
+        # by phases) and the panels ("gemm"); stride 3: the general direct loops
+        for algorithm, stride in (("direct", 1), ("direct", 2), ("gemm", 1), ("direct", 3)):
             out = F.conv2d(x, W, b, stride, 1, algorithm)
             F.conv2d_backward_data(out, W, x.shape, stride, 1, algorithm)
             F.conv2d_backward_weight(x, out, W.shape, stride, 1, algorithm)

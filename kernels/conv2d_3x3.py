@@ -222,19 +222,22 @@ class _VectorIR:
         return b.extract_element(v, ir.Constant(i32, 0))
 
 
-def _register_block(K, F):
+def _register_block(K, F, T=0):
     """An intrinsic ``regs(x, xo, xcs, w, wo, wfs, a, ao, afs, offs, C, nb)``: the K x K forward
-    of ``F`` filters (4, or 1 for those left over) over ``nb`` blocks of ``span = _V * (64 // itemsize)`` wide columns, with the
-    accumulators in vector registers for the whole ``C x K x K`` reduction.
+    of ``F`` filters (4, 8 for 1x1, or 1 for those left over) over ``nb`` blocks of
+    ``span = _V * (64 // itemsize)`` wide columns, with the accumulators in vector registers
+    for the whole ``C x K x K`` reduction. ``T > 0``: ``T`` taps instead of ``K x K`` (the
+    phases of the stride-2 data gradient).
 
     On 1-D arrays (offsets and strides in elements): for block ``k`` (``j0 = k * span``),
-    ``i < F`` and ``j0 <= j < j0 + span``,
+    ``i < F`` and ``j0 <= j < j0 + span``, with ``T = K*K`` taps unless given,
 
         a[ao + i*afs + j] += sum_c sum_rows (sum_(t in row)
-                                 w[wo + i*wfs + c*K*K + t] * x[xo + c*xcs + j + offs[t]])
+                                 w[wo + i*wfs + c*T + t] * x[xo + c*xcs + j + offs[t]])
 
-    where a "row" is all nine taps for K = 3 and one filter row for K = 5: each partial sum is
-    a chain of fused multiply-adds from its first product, then added to the accumulator.
+    where a "row" is all the taps for K = 3 (or given T) and one filter row for K = 5: each
+    partial sum is a chain of fused multiply-adds from its first product, then added to the
+    accumulator (K = 1: the FMAs go straight into the accumulators).
 
     Why generated code: loop kernels kept the weights in registers and streamed the
     accumulator rows through memory once per channel (LLVM vectorises only the innermost loop,
@@ -248,8 +251,9 @@ def _register_block(K, F):
     Reads ``x`` up to index ``xo + (C-1)*xcs + nb*span + max(offs) - 1`` and writes ``a`` up
     to ``ao + (F-1)*afs + nb*span - 1``: the caller sizes the scratch for whole blocks.
     """
-    rows = [list(range(K * K))] if K in (1, 3) else [list(range(ky * K, ky * K + K)) for ky in range(K)]
-    direct = K == 1  # one tap per channel: fused multiply-adds straight into the accumulators
+    TT = T if T else K * K
+    rows = [list(range(TT))] if K != 5 or T else [list(range(ky * K, ky * K + K)) for ky in range(K)]
+    direct = TT == 1  # one tap per channel: fused multiply-adds straight into the accumulators
 
     @intrinsic
     def regs(typingctx, x, xo, xcs, w, wo, wfs, a, ao, afs, offs, C, nb):
@@ -266,7 +270,7 @@ def _register_block(K, F):
             ad = context.make_array(sig.args[6])(context, builder, args[6]).data
             # accumulators as allocas in the entry block: LLVM promotes them to registers
             accp = [[cgutils.alloca_once(builder, V.vty) for _ in range(_V)] for _ in range(F)]
-            offs = V.offsets(context, sig.args[9], args[9], K * K)
+            offs = V.offsets(context, sig.args[9], args[9], TT)
             with cgutils.for_range(builder, nb_) as blk:
                 j = builder.mul(blk.index, const(VL * _V))
                 arows = [V.add(ao_, builder.mul(const(i), afs_), j) for i in range(F)]
@@ -277,7 +281,7 @@ def _register_block(K, F):
                     c = chan.index
                     xb = builder.gep(xd, [V.add(xo_, builder.mul(c, xcs_), j)])
                     wb = [builder.gep(wd, [V.add(wo_, builder.mul(const(i), wfs_),
-                                                 builder.mul(c, const(K * K)))])
+                                                 builder.mul(c, const(TT)))])
                           for i in range(F)]
                     for row in rows:
                         s = [[builder.load(accp[i][v]) if direct else None for v in range(_V)]
@@ -311,7 +315,7 @@ def _register_block(K, F):
                     s = 0
                     for t in row:
                         o = xo + c * xcs + offs[t]
-                        s = s + w[wo + i * wfs + c * K * K + t] * x[o : o + n]
+                        s = s + w[wo + i * wfs + c * TT + t] * x[o : o + n]
                     acc += s
 
     return regs_python if config.DISABLE_JIT else regs
@@ -416,6 +420,118 @@ def conv2d_3x3_forward_kernel(x, W, b, stride, pad, out):
         for blk in range(b0, min(NB, b0 + per_task)):
             f0 = blk * FB
             _forward_filters(xp, W, b, n0, m, f0, min(FB, FN - f0), P, Wr, offs, acc, out)
+
+
+#: the stride-2 data gradient's phases have 4, 2, 2 and 1 taps (3x3 filters)
+_regs_t4 = _register_block(3, _FB, 4)
+_regs_t4_1 = _register_block(3, 1, 4)
+_regs_t2 = _register_block(3, _FB, 2)
+_regs_t2_1 = _register_block(3, 1, 2)
+_regs_t1 = _register_block(3, _FB, 1)
+_regs_t1_1 = _register_block(3, 1, 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _phase_regs(xp, w, T, f0, fb, offs, acc, nb):
+    """``acc[i, j] += sum_c sum_(t < T) w[(f0 + i)*C*T + c*T + t] * xp[c, j + offs[t]]`` for
+    ``i < fb``, over ``nb`` register blocks (``C`` = rows of ``xp``)."""
+    C = xp.shape[0]
+    x1, a1 = xp.ravel(), acc.ravel()
+    S, A = xp.shape[1], acc.shape[1]
+    if fb == _FB:
+        if T == 4:
+            _regs_t4(x1, 0, S, w, f0 * C * T, C * T, a1, 0, A, offs, C, nb)
+        elif T == 2:
+            _regs_t2(x1, 0, S, w, f0 * C * T, C * T, a1, 0, A, offs, C, nb)
+        else:
+            _regs_t1(x1, 0, S, w, f0 * C * T, C * T, a1, 0, A, offs, C, nb)
+        return
+    for i in range(fb):
+        wo = (f0 + i) * C * T
+        if T == 4:
+            _regs_t4_1(x1, 0, S, w, wo, C * T, a1, i * A, A, offs, C, nb)
+        elif T == 2:
+            _regs_t2_1(x1, 0, S, w, wo, C * T, a1, i * A, A, offs, C, nb)
+        else:
+            _regs_t1_1(x1, 0, S, w, wo, C * T, a1, i * A, A, offs, C, nb)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def conv2d_3x3_backward_data_s2_kernel(dout, W, pad, out):
+    """Input gradient of the 3x3 stride-2 convolution (``0 <= pad <= 2``), by phases.
+
+    Padded input cell ``(Y, X) = (2a + qy, 2b + qx)`` only receives the taps ``ky = qy + 2u``,
+    ``kx = qx + 2v`` of output ``(a - u, b - v)``: each of the four phases ``(qy, qx)`` is a
+    stride-1 correlation of ``dout`` (stacked as the forward stacks images, one zero row and
+    column of padding) with 4, 2, 2 or 1 taps of the filters, transposed. The register blocks
+    compute a phase for 4 input channels; its cells are then written to every other row and
+    column of ``out``. Parallel over (group of images, part of the channel blocks), each
+    iteration owning its images' channels.
+
+    Shape
+    -----
+    dout: (N, FN, OH, OW), W: (FN, C, 3, 3), out: (N, C, H, W) with
+    ``OH = (H + 2*pad - 3) // 2 + 1`` (and OW); all C-contiguous.
+    """
+    N, FN, OH, OW = dout.shape
+    C, H, Wd = out.shape[1], out.shape[2], out.shape[3]
+    P, Wr = OH + 1, OW + 1  # = the phase planes' size: ceil((H + 2*pad) / 2), ceil(...)
+    G, groups = _plan(N, FN, P, Wr, dout.itemsize, _JB)
+    span = _span(dout.itemsize)
+    S, _ = _scratch(G, P, Wr, 3, 1, span)
+    # per phase: tap offsets into the stacked dout, and the filters as w[c, f, t] (flat)
+    offs = np.zeros((4, 4), dtype=np.intp)
+    taps = np.zeros(4, dtype=np.intp)
+    wph = np.zeros((4, C * FN * 4), dtype=W.dtype)
+    for ph in range(4):
+        qy, qx = ph // 2, ph % 2
+        T = ((3 - qy + 1) // 2) * ((3 - qx + 1) // 2)
+        taps[ph] = T
+        t = 0
+        for ky in range(qy, 3, 2):
+            for kx in range(qx, 3, 2):
+                offs[ph, t] = (1 - (ky - qy) // 2) * Wr + 1 - (kx - qx) // 2
+                for c in range(C):
+                    for f in range(FN):
+                        wph[ph, (c * FN + f) * T + t] = W[f, c, ky, kx]
+                t += 1
+    NB = (C + _FB - 1) // _FB
+    split = 1
+    while groups * split < _MIN_TASKS and split < NB:
+        split *= 2
+    per_task = (NB + split - 1) // split
+    for task in prange(groups * split):
+        grp = task // split
+        b0 = (task - grp * split) * per_task
+        if b0 >= NB:
+            continue
+        n0 = grp * G
+        m = min(G, N - n0)
+        xp = np.zeros((FN, S), dtype=dout.dtype)
+        _stack_images(dout, n0, m, 1, 1, P, Wr, 0, xp)
+        acc = np.empty((_FB, G * P * Wr + span), dtype=dout.dtype)
+        nb = (m * P * Wr + span - 1) // span
+        for blk in range(b0, min(NB, b0 + per_task)):
+            c0 = blk * _FB
+            fb = min(_FB, C - c0)
+            for ph in range(4):
+                qy, qx = ph // 2, ph % 2
+                acc[:fb] = 0
+                _phase_regs(xp, wph[ph], taps[ph], c0, fb, offs[ph], acc, nb)
+                bx = (pad - qx + 1) // 2  # first column b whose X = 2b + qx is not padding
+                ix0 = 2 * bx + qx - pad
+                nx = (Wd - ix0 + 1) // 2
+                for g in range(m):
+                    for a in range(P):
+                        iy = 2 * a + qy - pad
+                        if iy < 0 or iy >= H:
+                            continue
+                        r = (g * P + a) * Wr + bx
+                        for i in range(fb):
+                            dst = out[n0 + g, c0 + i, iy]
+                            src = acc[i]
+                            for k in range(nx):
+                                dst[ix0 + 2 * k] = src[r + k]
 
 
 def _weight_block_columns(F, K, R):

@@ -1374,12 +1374,11 @@ def test_choose_conv_algorithm_and_auto(rng):
     # 3x3 stride 1 pad <= 2: always the register-blocked direct kernels
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 1, 1) == "direct"
     assert F.choose_conv_algorithm((32, 64, 56, 56), (64, 64, 3, 3), 1, 2) == "direct"
-    # 3x3 stride 2: direct (phase planes) forward and weight gradient; the data gradient of a
-    # large one takes panels + BLAS
-    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1) == "direct"
-    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1,
-                                   "conv2d_backward_weight") == "direct"
-    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1,
+    # 3x3 stride 2: direct (phase planes) in every direction; 5x5 stride 2's data gradient of
+    # a large layer takes panels + BLAS
+    for op in ("conv2d", "conv2d_backward_weight", "conv2d_backward_data"):
+        assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 2, 1, op) == "direct"
+    assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 5, 5), 2, 1,
                                    "conv2d_backward_data") == "gemm"
     assert F.choose_conv_algorithm((100, 16, 28, 28), (32, 16, 3, 3), 3, 1) == "gemm"
     # 1x1: register blocks forward and data gradient; weight gradient from 128 channels
