@@ -105,6 +105,25 @@ def _plan(N, C, P, Wr, itemsize, target):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _split(groups, NB):
+    """``(split, per_task)``: each group's ``NB`` blocks (of filters) in ``split`` parts of
+    ``per_task`` blocks, as few parts as give ``_MIN_TASKS`` parallel iterations (9 groups on
+    2 threads: 18 iterations, not 5 against 4)."""
+    split = 1
+    while groups * split < _MIN_TASKS and split < NB:
+        split *= 2
+    return split, (NB + split - 1) // split
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _task(t, split, per_task, G, N):
+    """``(n0, m, b0)`` of parallel iteration ``t``: its images ``n0 : n0 + m`` and first block."""
+    grp = t // split
+    n0 = grp * G
+    return n0, min(G, N - n0), (t - grp * split) * per_task
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _scratch(G, P, Wr, K, stride, extra):
     """``(S, PL)``: the length of a stacked scratch row (what ``G*P`` wide output rows read
     with ``K x K`` filters, plus ``extra`` cells) and, for stride 2, the length of one of its
@@ -178,6 +197,27 @@ class _VectorIR:
 
     def ints(self, context, sig, args, which):
         return [context.cast(self.builder, args[i], sig.args[i], types.intp) for i in which]
+
+    def data(self, context, sig, args, i):
+        """The data pointer of array argument ``i``."""
+        return context.make_array(sig.args[i])(context, self.builder, args[i]).data
+
+    def accumulators(self, rows, cols, zero):
+        """``rows x cols`` vector allocas in the entry block (LLVM promotes them to
+        registers), zeroed if ``zero``."""
+        accp = [[cgutils.alloca_once(self.builder, self.vty) for _ in range(cols)]
+                for _ in range(rows)]
+        if zero:
+            for row in accp:
+                for p in row:
+                    self.builder.store(ir.Constant(self.vty, None), p)
+        return accp
+
+    def tap_index(self, r0, taps, K):
+        """Global tap indices ``(r0 + ky)*K + kx`` of a block's taps ``(ky, kx)``."""
+        b = self.builder
+        return [self.add(b.mul(b.add(r0, self.const(ky)), self.const(K)), self.const(kx))
+                for ky, kx in taps]
 
     def add(self, *terms):
         acc = terms[0]
@@ -265,11 +305,8 @@ def _register_block(K, F, T=0):
             VL, const = V.VL, V.const
             xo_, xcs_, wo_, wfs_, ao_, afs_, C_, nb_ = V.ints(
                 context, sig, args, (1, 2, 4, 5, 7, 8, 10, 11))
-            xd = context.make_array(sig.args[0])(context, builder, args[0]).data
-            wd = context.make_array(sig.args[3])(context, builder, args[3]).data
-            ad = context.make_array(sig.args[6])(context, builder, args[6]).data
-            # accumulators as allocas in the entry block: LLVM promotes them to registers
-            accp = [[cgutils.alloca_once(builder, V.vty) for _ in range(_V)] for _ in range(F)]
+            xd, wd, ad = (V.data(context, sig, args, i) for i in (0, 3, 6))
+            accp = V.accumulators(F, _V, False)
             offs = V.offsets(context, sig.args[9], args[9], TT)
             with cgutils.for_range(builder, nb_) as blk:
                 j = builder.mul(blk.index, const(VL * _V))
@@ -403,17 +440,11 @@ def conv2d_3x3_forward_kernel(x, W, b, stride, pad, out):
     offs = _tap_offsets(K, stride, Wr, PL)
     FB = _FB1 if K == 1 else _FB
     NB = (FN + FB - 1) // FB
-    split = 1  # each group's filter blocks in ``split`` parts: at least _MIN_TASKS iterations
-    while groups * split < _MIN_TASKS and split < NB:
-        split *= 2
-    per_task = (NB + split - 1) // split  # filter blocks per iteration
+    split, per_task = _split(groups, NB)
     for t in prange(groups * split):
-        grp = t // split
-        b0 = (t - grp * split) * per_task
+        n0, m, b0 = _task(t, split, per_task, G, N)  # images n0 : n0 + m, first filter block
         if b0 >= NB:
             continue
-        n0 = grp * G
-        m = min(G, N - n0)
         xp = np.zeros((C, S), dtype=x.dtype)
         _stack_images(x, n0, m, pad, stride, P, Wr, PL, xp)
         acc = np.empty((FB, G * P * Wr + span), dtype=x.dtype)
@@ -496,17 +527,11 @@ def conv2d_3x3_backward_data_s2_kernel(dout, W, pad, out):
                         wph[ph, (c * FN + f) * T + t] = W[f, c, ky, kx]
                 t += 1
     NB = (C + _FB - 1) // _FB
-    split = 1
-    while groups * split < _MIN_TASKS and split < NB:
-        split *= 2
-    per_task = (NB + split - 1) // split
+    split, per_task = _split(groups, NB)
     for task in prange(groups * split):
-        grp = task // split
-        b0 = (task - grp * split) * per_task
+        n0, m, b0 = _task(task, split, per_task, G, N)  # first channel block b0
         if b0 >= NB:
             continue
-        n0 = grp * G
-        m = min(G, N - n0)
         xp = np.zeros((FN, S), dtype=dout.dtype)
         _stack_images(dout, n0, m, 1, 1, P, Wr, 0, xp)
         acc = np.empty((_FB, G * P * Wr + span), dtype=dout.dtype)
@@ -566,17 +591,9 @@ def _weight_block_columns(F, K, R):
             V = _VectorIR(context, builder, dt)
             const = V.const
             xo_, r0_, go_, gfs_, dwo_, dwfs_, nv_ = V.ints(context, sig, args, (1, 3, 5, 6, 8, 9, 10))
-            xd = context.make_array(sig.args[0])(context, builder, args[0]).data
-            gd = context.make_array(sig.args[4])(context, builder, args[4]).data
-            dd = context.make_array(sig.args[7])(context, builder, args[7]).data
-            od = context.make_array(sig.args[2])(context, builder, args[2]).data
-            # taps t = (r0 + ky)*K + kx of this block: global index and read offset
-            tix = [V.add(builder.mul(builder.add(r0_, const(ky)), const(K)), const(kx))
-                   for ky, kx in taps]
-            accp = [[cgutils.alloca_once(builder, V.vty) for _ in taps] for _ in range(F)]
-            for row in accp:
-                for p in row:
-                    builder.store(ir.Constant(V.vty, None), p)
+            xd, od, gd, dd = (V.data(context, sig, args, i) for i in (0, 2, 4, 7))
+            tix = V.tap_index(r0_, taps, K)  # this block's taps t = (r0 + ky)*K + kx
+            accp = V.accumulators(F, len(taps), True)
             offs = [builder.load(builder.gep(od, [t])) for t in tix]
             xb = builder.gep(xd, [xo_])
             gb = [builder.gep(gd, [V.add(go_, builder.mul(const(i), gfs_))]) for i in range(F)]
@@ -641,19 +658,12 @@ def _weight_block(FV, K, R):
             V = _VectorIR(context, builder, dt)
             const = V.const
             xo_, r0_, go_, gs_, po_, L_ = V.ints(context, sig, args, (1, 3, 5, 6, 8, 9))
-            xd = context.make_array(sig.args[0])(context, builder, args[0]).data
-            od = context.make_array(sig.args[2])(context, builder, args[2]).data
-            gd = context.make_array(sig.args[4])(context, builder, args[4]).data
-            pd = context.make_array(sig.args[7])(context, builder, args[7]).data
-            # taps t = (r0 + ky)*K + kx of this block: global index, and where column 0 reads
-            tix = [V.add(builder.mul(builder.add(r0_, const(ky)), const(K)), const(kx))
-                   for ky, kx in taps]
+            xd, od, gd, pd = (V.data(context, sig, args, i) for i in (0, 2, 4, 7))
+            tix = V.tap_index(r0_, taps, K)  # this block's taps t = (r0 + ky)*K + kx
+            # where column 0 of each tap reads
             xbs = [builder.gep(xd, [builder.add(xo_, builder.load(builder.gep(od, [t])))])
                    for t in tix]
-            accp = [[cgutils.alloca_once(builder, V.vty) for _ in range(FV)] for _ in taps]
-            for row in accp:
-                for q in row:
-                    builder.store(ir.Constant(V.vty, None), q)
+            accp = V.accumulators(len(taps), FV, True)
             gb = builder.gep(gd, [go_])
             with cgutils.for_range(builder, L_) as col:
                 j = col.index
