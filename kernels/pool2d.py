@@ -326,7 +326,10 @@ class _MaskedIR:
         return b.icmp_signed("<", ir.Constant(ir.VectorType(i64, count), list(range(count))), v)
 
     def load(self, ty, base, i, mask, align):
+        """``ty`` at ``base[i:]``; ``mask`` None: a plain load (a whole vector)."""
         b, i32 = self.b, ir.IntType(32)
+        if mask is None:
+            return b.load(b.bitcast(b.gep(base, [i]), ty.as_pointer()), align=align)
         fn = cgutils.get_or_insert_function(
             b.module, ir.FunctionType(ty, [ty.as_pointer(), i32, mask.type, ty]),
             "llvm.masked.load.%s.p0%s" % (self._suffix(ty), self._suffix(ty)))
@@ -334,11 +337,30 @@ class _MaskedIR:
         return b.call(fn, [ptr, ir.Constant(i32, align), mask, ir.Constant(ty, None)])
 
     def store(self, val, base, i, mask, align):
+        """``val`` to ``base[i:]``; ``mask`` None: a plain store (a whole vector)."""
         b, i32, ty = self.b, ir.IntType(32), val.type
+        if mask is None:
+            b.store(val, b.bitcast(b.gep(base, [i]), ty.as_pointer()), align=align)
+            return
         fn = cgutils.get_or_insert_function(
             b.module, ir.FunctionType(ir.VoidType(), [ty, ty.as_pointer(), i32, mask.type]),
             "llvm.masked.store.%s.p0%s" % (self._suffix(ty), self._suffix(ty)))
         b.call(fn, [val, b.bitcast(b.gep(base, [i]), ty.as_pointer()), ir.Constant(i32, align), mask])
+
+    def chunks(self, n, body):
+        """``body(c0, rem, full)`` for the chunks ``c0 = 0, VL, 2*VL, ...`` of ``n`` (an i64)
+        lanes: ``full`` (plain loads and stores, the usual case) while ``VL`` lanes remain,
+        else masked to the ``rem`` left."""
+        b, i64, VL = self.b, ir.IntType(64), self.VL
+        count = b.sdiv(b.add(n, ir.Constant(i64, VL - 1)), ir.Constant(i64, VL))
+        with cgutils.for_range(b, count) as ch:
+            c0 = b.mul(ch.index, ir.Constant(i64, VL))
+            rem = b.sub(n, c0)
+            with b.if_else(b.icmp_signed(">=", rem, ir.Constant(i64, VL))) as (whole, part):
+                with whole:
+                    body(c0, rem, True)
+                with part:
+                    body(c0, rem, False)
 
     def count(self, mask, counter):
         """``*counter += number of true lanes of mask``."""
@@ -385,30 +407,30 @@ def _windows2x2_forward():
             nan = cgutils.alloca_once_value(b, ir.Constant(i64, 0))
             even = ir.Constant(ir.VectorType(ir.IntType(32), VL), list(range(0, 2 * VL, 2)))
             odd = ir.Constant(ir.VectorType(ir.IntType(32), VL), list(range(1, 2 * VL, 2)))
-            chunks = b.sdiv(b.add(OW_, ir.Constant(i64, VL - 1)), ir.Constant(i64, VL))
+            def body(c0, rem, full):
+                m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if full \
+                    else V.below(rem, VL)
+                m2 = None if full else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
+                cell = b.mul(c0, ir.Constant(i64, 2))
+                s0 = V.load(wty, xd, b.add(r0, cell), m2, V.size)
+                s1 = V.load(wty, xd, b.add(b.add(r0, W_), cell), m2, V.size)
+                cells = [b.shuffle_vector(s0, s0, even), b.shuffle_vector(s0, s0, odd),
+                         b.shuffle_vector(s1, s1, even), b.shuffle_vector(s1, s1, odd)]
+                best, k = cells[0], ir.Constant(kty, None)
+                anynan = b.fcmp_unordered("uno", cells[0], cells[0])
+                for j in (1, 2, 3):
+                    up = b.fcmp_ordered(">", cells[j], best)
+                    best = b.select(up, cells[j], best)
+                    k = b.select(up, ir.Constant(kty, [j] * VL), k)
+                    anynan = b.or_(anynan, b.fcmp_unordered("uno", cells[j], cells[j]))
+                V.count(b.and_(anynan, m), nan)
+                V.store(best, od, b.add(q, c0), None if full else m, V.size)
+                V.store(k, ad, b.add(q, c0), None if full else m, kty.element.width // 8)
+
             with cgutils.for_range(b, R_) as row:
                 q = b.add(q0_, b.mul(row.index, OW_))
                 r0 = b.add(x0_, b.mul(b.mul(row.index, ir.Constant(i64, 2)), W_))
-                with cgutils.for_range(b, chunks) as ch:
-                    c0 = b.mul(ch.index, ir.Constant(i64, VL))
-                    rem = b.sub(OW_, c0)
-                    m = V.below(rem, VL)
-                    m2 = V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
-                    cell = b.mul(c0, ir.Constant(i64, 2))
-                    s0 = V.load(wty, xd, b.add(r0, cell), m2, V.size)
-                    s1 = V.load(wty, xd, b.add(b.add(r0, W_), cell), m2, V.size)
-                    cells = [b.shuffle_vector(s0, s0, even), b.shuffle_vector(s0, s0, odd),
-                             b.shuffle_vector(s1, s1, even), b.shuffle_vector(s1, s1, odd)]
-                    best, k = cells[0], ir.Constant(kty, None)
-                    anynan = b.fcmp_unordered("uno", cells[0], cells[0])
-                    for j in (1, 2, 3):
-                        up = b.fcmp_ordered(">", cells[j], best)
-                        best = b.select(up, cells[j], best)
-                        k = b.select(up, ir.Constant(kty, [j] * VL), k)
-                        anynan = b.or_(anynan, b.fcmp_unordered("uno", cells[j], cells[j]))
-                    V.count(b.and_(anynan, m), nan)
-                    V.store(best, od, b.add(q, c0), m, V.size)
-                    V.store(k, ad, b.add(q, c0), m, kty.element.width // 8)
+                V.chunks(OW_, body)
             return b.load(nan)
 
         return sig, codegen
@@ -466,25 +488,25 @@ def _windows2x2_backward():
             # (s0, s1) -> s0[0], s1[0], s0[1], s1[1], ...: the two cells of each window row
             pairs = ir.Constant(ir.VectorType(ir.IntType(32), 2 * VL),
                                 [lane // 2 + (VL if lane % 2 else 0) for lane in range(2 * VL)])
-            chunks = b.sdiv(b.add(OW_, ir.Constant(i64, VL - 1)), ir.Constant(i64, VL))
+            def body(x0, rem, full):
+                m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if full \
+                    else V.below(rem, VL)
+                mm = None if full else m
+                g = V.load(V.vty, dd, b.add(q, x0), mm, V.size)
+                k = V.load(kty, ad, b.add(q, x0), mm, kty.element.width // 8)
+                sel = [b.select(b.icmp_signed("==", k, ir.Constant(kty, [j] * VL)), g, zero)
+                       for j in range(4)]
+                V.count(b.and_(m, b.icmp_unsigned(">", k, ir.Constant(kty, [3] * VL))), nbad)
+                m2 = None if full else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
+                cell = b.mul(x0, ir.Constant(i64, 2))
+                V.store(b.shuffle_vector(sel[0], sel[1], pairs), od, b.add(r0, cell), m2, V.size)
+                V.store(b.shuffle_vector(sel[2], sel[3], pairs), od, b.add(b.add(r0, W_), cell),
+                        m2, V.size)
+
             with cgutils.for_range(b, R_) as row:
                 q = b.add(q0_, b.mul(row.index, OW_))
                 r0 = b.add(o0_, b.mul(b.mul(row.index, ir.Constant(i64, 2)), W_))
-                with cgutils.for_range(b, chunks) as ch:
-                    x0 = b.mul(ch.index, ir.Constant(i64, VL))
-                    rem = b.sub(OW_, x0)
-                    m = V.below(rem, VL)
-                    g = V.load(V.vty, dd, b.add(q, x0), m, V.size)
-                    k = V.load(kty, ad, b.add(q, x0), m, kty.element.width // 8)
-                    sel = [b.select(b.icmp_signed("==", k, ir.Constant(kty, [j] * VL)), g, zero)
-                           for j in range(4)]
-                    V.count(b.and_(m, b.icmp_unsigned(">", k, ir.Constant(kty, [3] * VL))), nbad)
-                    m2 = V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
-                    cell = b.mul(x0, ir.Constant(i64, 2))
-                    V.store(b.shuffle_vector(sel[0], sel[1], pairs), od, b.add(r0, cell), m2,
-                            V.size)
-                    V.store(b.shuffle_vector(sel[2], sel[3], pairs), od,
-                            b.add(b.add(r0, W_), cell), m2, V.size)
+                V.chunks(OW_, body)
             return b.load(nbad)
 
         return sig, codegen
