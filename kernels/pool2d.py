@@ -310,6 +310,14 @@ class _MaskedIR:
         self.VL = 64 // self.size
         self.vty = ir.VectorType(context.get_value_type(dt), self.VL)
 
+    def unpack(self, context, sig, args):
+        """The data pointers of the array arguments and the other arguments as i64 values."""
+        arrays = [context.make_array(t)(context, self.b, v).data
+                  for t, v in zip(sig.args, args) if isinstance(t, types.Array)]
+        ints = [context.cast(self.b, v, t, types.int64)
+                for t, v in zip(sig.args, args) if not isinstance(t, types.Array)]
+        return arrays, ints
+
     @staticmethod
     def _suffix(ty):
         el = ty.element
@@ -347,20 +355,24 @@ class _MaskedIR:
             "llvm.masked.store.%s.p0%s" % (self._suffix(ty), self._suffix(ty)))
         b.call(fn, [val, b.bitcast(b.gep(base, [i]), ty.as_pointer()), ir.Constant(i32, align), mask])
 
-    def chunks(self, n, body):
-        """``body(c0, rem, full)`` for the chunks ``c0 = 0, VL, 2*VL, ...`` of ``n`` (an i64)
-        lanes: ``full`` (plain loads and stores, the usual case) while ``VL`` lanes remain,
-        else masked to the ``rem`` left."""
+    def window_rows(self, R, OW, q0, r0, W, body):
+        """``body(q, r, c0, rem, full)`` over ``R`` rows of ``OW`` windows (i64 values): row
+        ``oy``'s first window ``q = q0 + oy*OW`` and first cell ``r = r0 + 2*oy*W``, in chunks
+        ``c0 = 0, VL, 2*VL, ...``: ``full`` (plain loads and stores, the usual case) while
+        ``VL`` windows remain, else masked to the ``rem`` left."""
         b, i64, VL = self.b, ir.IntType(64), self.VL
-        count = b.sdiv(b.add(n, ir.Constant(i64, VL - 1)), ir.Constant(i64, VL))
-        with cgutils.for_range(b, count) as ch:
-            c0 = b.mul(ch.index, ir.Constant(i64, VL))
-            rem = b.sub(n, c0)
-            with b.if_else(b.icmp_signed(">=", rem, ir.Constant(i64, VL))) as (whole, part):
-                with whole:
-                    body(c0, rem, True)
-                with part:
-                    body(c0, rem, False)
+        count = b.sdiv(b.add(OW, ir.Constant(i64, VL - 1)), ir.Constant(i64, VL))
+        with cgutils.for_range(b, R) as row:
+            q = b.add(q0, b.mul(row.index, OW))
+            r = b.add(r0, b.mul(b.mul(row.index, ir.Constant(i64, 2)), W))
+            with cgutils.for_range(b, count) as ch:
+                c0 = b.mul(ch.index, ir.Constant(i64, VL))
+                rem = b.sub(OW, c0)
+                with b.if_else(b.icmp_signed(">=", rem, ir.Constant(i64, VL))) as (whole, part):
+                    with whole:
+                        body(q, r, c0, rem, True)
+                    with part:
+                        body(q, r, c0, rem, False)
 
     def count(self, mask, counter):
         """``*counter += number of true lanes of mask``."""
@@ -368,6 +380,29 @@ class _MaskedIR:
         ctpop = cgutils.get_or_insert_function(b.module, ir.FunctionType(i64, [i64]), "llvm.ctpop.i64")
         n = b.call(ctpop, [b.zext(b.bitcast(mask, ir.IntType(mask.type.count)), i64)])
         b.store(b.add(b.load(counter), n), counter)
+
+
+def _window_rows_intrinsic(karg, emit):
+    """An intrinsic ``rows(p, q, r, i0, i1, R, OW, W) -> count`` whose body ``emit(V, b,
+    arrays, ints, kty, counter)`` generates (arrays: the data pointers of ``p, q, r``; ints:
+    the others as i64; ``kty``: vectors of argument ``karg``'s integer type, the argmax;
+    ``counter``: an i64 alloca, returned)."""
+
+    @intrinsic
+    def rows(typingctx, p, q, r, i0, i1, R, OW, W):
+        sig = types.int64(p, q, r, i0, i1, R, OW, W)
+
+        def codegen(context, b, sig, args):
+            V = _MaskedIR(context, b, sig.args[0].dtype)
+            arrays, ints = V.unpack(context, sig, args)
+            kty = ir.VectorType(ir.IntType(sig.args[karg].dtype.bitwidth), V.VL)
+            counter = cgutils.alloca_once_value(b, ir.Constant(ir.IntType(64), 0))
+            emit(V, b, arrays, ints, kty, counter)
+            return b.load(counter)
+
+        return sig, codegen
+
+    return rows
 
 
 def _windows2x2_forward():
@@ -389,51 +424,36 @@ def _windows2x2_forward():
     lanes idle: processing several rows per vector would need shuffles that depend on OW.
     """
 
-    @intrinsic
-    def rows(typingctx, x, o, a, x0, q0, R, OW, W):
-        sig = types.int64(x, o, a, x0, q0, R, OW, W)
+    def emit(V, b, arrays, ints, kty, nan):
+        (xd, od, ad), (x0_, q0_, R_, OW_, W_) = arrays, ints
+        i64, VL = ir.IntType(64), V.VL
+        wty = ir.VectorType(V.vty.element, 2 * VL)  # a row pair's cells of VL windows
+        even = ir.Constant(ir.VectorType(ir.IntType(32), VL), list(range(0, 2 * VL, 2)))
+        odd = ir.Constant(ir.VectorType(ir.IntType(32), VL), list(range(1, 2 * VL, 2)))
 
-        def codegen(context, builder, sig, args):
-            b = builder
-            V = _MaskedIR(context, b, sig.args[0].dtype)
-            i64 = ir.IntType(64)
-            VL = V.VL
-            kty = ir.VectorType(ir.IntType(sig.args[2].dtype.bitwidth), VL)
-            wty = ir.VectorType(V.vty.element, 2 * VL)
-            x0_, q0_, R_, OW_, W_ = [context.cast(b, args[i], sig.args[i], types.int64)
-                                     for i in (3, 4, 5, 6, 7)]
-            xd, od, ad = [context.make_array(sig.args[i])(context, b, args[i]).data
-                          for i in (0, 1, 2)]
-            nan = cgutils.alloca_once_value(b, ir.Constant(i64, 0))
-            even = ir.Constant(ir.VectorType(ir.IntType(32), VL), list(range(0, 2 * VL, 2)))
-            odd = ir.Constant(ir.VectorType(ir.IntType(32), VL), list(range(1, 2 * VL, 2)))
-            def body(c0, rem, full):
-                m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if full \
-                    else V.below(rem, VL)
-                m2 = None if full else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
-                cell = b.mul(c0, ir.Constant(i64, 2))
-                s0 = V.load(wty, xd, b.add(r0, cell), m2, V.size)
-                s1 = V.load(wty, xd, b.add(b.add(r0, W_), cell), m2, V.size)
-                cells = [b.shuffle_vector(s0, s0, even), b.shuffle_vector(s0, s0, odd),
-                         b.shuffle_vector(s1, s1, even), b.shuffle_vector(s1, s1, odd)]
-                best, k = cells[0], ir.Constant(kty, None)
-                anynan = b.fcmp_unordered("uno", cells[0], cells[0])
-                for j in (1, 2, 3):
-                    up = b.fcmp_ordered(">", cells[j], best)
-                    best = b.select(up, cells[j], best)
-                    k = b.select(up, ir.Constant(kty, [j] * VL), k)
-                    anynan = b.or_(anynan, b.fcmp_unordered("uno", cells[j], cells[j]))
-                V.count(b.and_(anynan, m), nan)
-                V.store(best, od, b.add(q, c0), None if full else m, V.size)
-                V.store(k, ad, b.add(q, c0), None if full else m, kty.element.width // 8)
+        def body(q, r0, c0, rem, full):
+            m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if full \
+                else V.below(rem, VL)
+            m2 = None if full else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
+            cell = b.mul(c0, ir.Constant(i64, 2))
+            s0 = V.load(wty, xd, b.add(r0, cell), m2, V.size)
+            s1 = V.load(wty, xd, b.add(b.add(r0, W_), cell), m2, V.size)
+            cells = [b.shuffle_vector(s0, s0, even), b.shuffle_vector(s0, s0, odd),
+                     b.shuffle_vector(s1, s1, even), b.shuffle_vector(s1, s1, odd)]
+            best, k = cells[0], ir.Constant(kty, None)
+            anynan = b.fcmp_unordered("uno", cells[0], cells[0])
+            for j in (1, 2, 3):
+                up = b.fcmp_ordered(">", cells[j], best)
+                best = b.select(up, cells[j], best)
+                k = b.select(up, ir.Constant(kty, [j] * VL), k)
+                anynan = b.or_(anynan, b.fcmp_unordered("uno", cells[j], cells[j]))
+            V.count(b.and_(anynan, m), nan)
+            V.store(best, od, b.add(q, c0), None if full else m, V.size)
+            V.store(k, ad, b.add(q, c0), None if full else m, kty.element.width // 8)
 
-            with cgutils.for_range(b, R_) as row:
-                q = b.add(q0_, b.mul(row.index, OW_))
-                r0 = b.add(x0_, b.mul(b.mul(row.index, ir.Constant(i64, 2)), W_))
-                V.chunks(OW_, body)
-            return b.load(nan)
+        V.window_rows(R_, OW_, q0_, x0_, W_, body)
 
-        return sig, codegen
+    rows = _window_rows_intrinsic(2, emit)
 
     def rows_python(x, o, a, x0, q0, R, OW, W):
         # NUMBA_DISABLE_JIT: the same results in NumPy
@@ -470,46 +490,32 @@ def _windows2x2_backward():
     24) float32 574 -> 114 us, float64 577 -> 182 us, (100, 64, 8, 8) float32 133 -> 54 us.
     """
 
-    @intrinsic
-    def rows(typingctx, d, a, o, q0, o0, R, OW, W):
-        sig = types.int64(d, a, o, q0, o0, R, OW, W)
+    def emit(V, b, arrays, ints, kty, nbad):
+        (dd, ad, od), (q0_, o0_, R_, OW_, W_) = arrays, ints
+        i64, VL = ir.IntType(64), V.VL
+        zero = ir.Constant(V.vty, None)
+        # (s0, s1) -> s0[0], s1[0], s0[1], s1[1], ...: the two cells of each window row
+        pairs = ir.Constant(ir.VectorType(ir.IntType(32), 2 * VL),
+                            [lane // 2 + (VL if lane % 2 else 0) for lane in range(2 * VL)])
 
-        def codegen(context, builder, sig, args):
-            b = builder
-            V = _MaskedIR(context, b, sig.args[0].dtype)
-            i64, VL = ir.IntType(64), V.VL
-            kty = ir.VectorType(ir.IntType(sig.args[1].dtype.bitwidth), VL)
-            q0_, o0_, R_, OW_, W_ = [context.cast(b, args[i], sig.args[i], types.int64)
-                                     for i in (3, 4, 5, 6, 7)]
-            dd, ad, od = [context.make_array(sig.args[i])(context, b, args[i]).data
-                          for i in (0, 1, 2)]
-            nbad = cgutils.alloca_once_value(b, ir.Constant(i64, 0))
-            zero = ir.Constant(V.vty, None)
-            # (s0, s1) -> s0[0], s1[0], s0[1], s1[1], ...: the two cells of each window row
-            pairs = ir.Constant(ir.VectorType(ir.IntType(32), 2 * VL),
-                                [lane // 2 + (VL if lane % 2 else 0) for lane in range(2 * VL)])
-            def body(x0, rem, full):
-                m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if full \
-                    else V.below(rem, VL)
-                mm = None if full else m
-                g = V.load(V.vty, dd, b.add(q, x0), mm, V.size)
-                k = V.load(kty, ad, b.add(q, x0), mm, kty.element.width // 8)
-                sel = [b.select(b.icmp_signed("==", k, ir.Constant(kty, [j] * VL)), g, zero)
-                       for j in range(4)]
-                V.count(b.and_(m, b.icmp_unsigned(">", k, ir.Constant(kty, [3] * VL))), nbad)
-                m2 = None if full else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
-                cell = b.mul(x0, ir.Constant(i64, 2))
-                V.store(b.shuffle_vector(sel[0], sel[1], pairs), od, b.add(r0, cell), m2, V.size)
-                V.store(b.shuffle_vector(sel[2], sel[3], pairs), od, b.add(b.add(r0, W_), cell),
-                        m2, V.size)
+        def body(q, r0, x0, rem, full):
+            m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if full \
+                else V.below(rem, VL)
+            mm = None if full else m
+            g = V.load(V.vty, dd, b.add(q, x0), mm, V.size)
+            k = V.load(kty, ad, b.add(q, x0), mm, kty.element.width // 8)
+            sel = [b.select(b.icmp_signed("==", k, ir.Constant(kty, [j] * VL)), g, zero)
+                   for j in range(4)]
+            V.count(b.and_(m, b.icmp_unsigned(">", k, ir.Constant(kty, [3] * VL))), nbad)
+            m2 = None if full else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
+            cell = b.mul(x0, ir.Constant(i64, 2))
+            V.store(b.shuffle_vector(sel[0], sel[1], pairs), od, b.add(r0, cell), m2, V.size)
+            V.store(b.shuffle_vector(sel[2], sel[3], pairs), od, b.add(b.add(r0, W_), cell),
+                    m2, V.size)
 
-            with cgutils.for_range(b, R_) as row:
-                q = b.add(q0_, b.mul(row.index, OW_))
-                r0 = b.add(o0_, b.mul(b.mul(row.index, ir.Constant(i64, 2)), W_))
-                V.chunks(OW_, body)
-            return b.load(nbad)
+        V.window_rows(R_, OW_, q0_, o0_, W_, body)
 
-        return sig, codegen
+    rows = _window_rows_intrinsic(1, emit)
 
     def rows_python(d, a, o, q0, o0, R, OW, W):
         # NUMBA_DISABLE_JIT: the same cells in NumPy
