@@ -192,12 +192,12 @@ def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0, op="conv2d"):
     runs as four stride-1 correlations of ``dout`` with 4, 2, 2 and 1 filter taps (``op``
     names the direction): (32, 64, 56, 56) x (128, 64, 3, 3), stride 2, pad 1, ran 1.5-1.6x
     faster than ``"gemm"`` in each direction (forward 24 -> 15 ms, weight gradient 24 ->
-    16 ms, data gradient 39 -> 24 ms float32). 1x1 filters (stride 1, no padding) take the same kernels (8 filters
-    per register block) for the forward and the data gradient: 1.3-2x faster than the
-    per-image BLAS products on five pointwise shapes ((32, 256, 14, 14) x (64, 256, 1, 1):
-    1.1 -> 0.75 ms float32); for the weight gradient only from 128 channels and 32 filters
-    (with 64 channels and 56x56 images its transposed copy of ``dout`` made it 1.6-2.5x
-    slower than BLAS). Other shapes: ``"gemm"`` (per-image panels,
+    16 ms, data gradient 39 -> 24 ms float32). 1x1 filters (stride 1, no padding) take the
+    same kernels (8 filters per register block) for the forward and the data gradient:
+    1.3-2x faster than the per-image BLAS products on five pointwise shapes ((32, 256, 14,
+    14) x (64, 256, 1, 1): 1.1 -> 0.75 ms float32); for the weight gradient only from 128
+    channels and 32 filters (with 64 channels and 56x56 images its transposed copy of
+    ``dout`` made it 1.6-2.5x slower than BLAS). Other shapes: ``"gemm"`` (per-image panels,
     single-threaded BLAS per worker) wins from a few million multiply-adds on; below that,
     calling BLAS costs more than the general direct loops.
 
@@ -209,7 +209,7 @@ def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0, op="conv2d"):
     FN, _, FH, FW = W_shape
     OH = (H + 2 * pad - FH) // stride + 1
     OW = (Wd + 2 * pad - FW) // stride + 1
-    if _conv3x3(FH, FW, stride, pad, op):
+    if _register_kernels(FH, FW, stride, pad, op):
         # 1x1 weight gradient: the blocks' transposed dout copy pays from 128 channels on
         if not (FH == 1 and op == "conv2d_backward_weight") or (C >= 128 and FN >= 32):
             return "direct"
@@ -217,7 +217,7 @@ def choose_conv_algorithm(x_shape, W_shape, stride=1, pad=0, op="conv2d"):
     return "gemm" if macs >= CONV_GEMM_MIN_MACS else "direct"
 
 
-def _conv3x3(FH, FW, stride, pad, op):
+def _register_kernels(FH, FW, stride, pad, op):
     """3x3 or 5x5 filters, stride 1, pad up to ``FH - 1``, and 1x1 filters, stride 1, no
     padding: the "direct" algorithm uses the register-blocked ``conv2d_3x3_*_kernel`` (the data
     gradient as a convolution of ``dout`` with the filters transposed and rotated, which needs
@@ -292,7 +292,7 @@ def conv2d(x, W, b=None, stride=1, pad=0, algorithm="auto"):
                 _gemm.conv2d_1x1_forward_kernel(x, W, b, out)
             else:
                 _gemm.conv2d_gemm_forward_kernel(x, W, b, stride, pad, out)
-    elif _conv3x3(FH, FW, stride, pad, op):
+    elif _register_kernels(FH, FW, stride, pad, op):
         _c3.conv2d_3x3_forward_kernel(x, W, b, stride, pad, out)
     else:
         _conv.conv2d_forward_kernel(x, W, b, stride, pad, out)
@@ -356,13 +356,13 @@ def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0, algorithm="auto"
                 _gemm.conv2d_1x1_backward_data_kernel(dout, W, out)
             else:
                 _gemm.conv2d_gemm_backward_data_kernel(dout, W, stride, pad, out)
-    elif _conv3x3(FH, FW, stride, pad, op) and stride == 2:
-        _c3.conv2d_3x3_backward_data_s2_kernel(dout, W, pad, out)
-    elif _conv3x3(FH, FW, stride, pad, op):
-        # dx = conv(dout, W') with W'[c, f] = W[f, c] rotated by 180 degrees, padding
-        # FH - 1 - pad
-        Wt = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _c3.conv2d_3x3_forward_kernel(dout, Wt, np.zeros(C, dtype=dt), 1, FH - 1 - pad, out)
+    elif _register_kernels(FH, FW, stride, pad, op):
+        if stride == 2:  # by phases
+            _c3.conv2d_3x3_backward_data_s2_kernel(dout, W, pad, out)
+        else:  # dx = conv(dout, W') with W'[c, f] = W[f, c] rotated by 180 degrees, padding
+            # FH - 1 - pad
+            Wt = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            _c3.conv2d_3x3_forward_kernel(dout, Wt, np.zeros(C, dtype=dt), 1, FH - 1 - pad, out)
     else:
         _conv.conv2d_backward_data_kernel(dout, W, stride, pad, out)
     return out
@@ -413,7 +413,7 @@ def conv2d_backward_weight(x, dout, filter_size, stride=1, pad=0, algorithm="aut
                 _gemm.conv2d_1x1_backward_weight_kernel(x, dout, out)
             else:
                 _gemm.conv2d_gemm_backward_weight_kernel(x, dout, stride, pad, out)
-    elif _conv3x3(FH, FW, stride, pad, op):
+    elif _register_kernels(FH, FW, stride, pad, op):
         _c3.conv2d_3x3_backward_weight_kernel(x, dout, stride, pad, out)
     else:
         _conv.conv2d_backward_weight_kernel(x, dout, stride, pad, out)

@@ -38,8 +38,9 @@ sum; partials are added in slot order, so results are the same at any number of 
 
 5x5 filters (stride 1, ``pad <= 4``) use the same layout and drivers: the forward's partial
 sums run over one filter row (5 taps) at a time, the weight gradient keeps 4 filters x 5 taps
-= 20 reductions; the data gradient pads by ``4 - pad``. Measured 1.2-2.9x faster than the panel + BLAS path (the book's
-``simple_conv`` layer, (100, 1, 28, 28) x (30, 1, 5, 5): 3.7 -> 2.1 ms forward + backward).
+= 20 reductions; the data gradient pads by ``4 - pad``. Measured 1.2-2.9x faster than the
+panel + BLAS path (the book's ``simple_conv`` layer, (100, 1, 28, 28) x (30, 1, 5, 5): 3.7 ->
+2.1 ms forward + backward).
 
 Stride 2 reads the image split in four phase planes (see :func:`_geometry`): every tap is a
 stride-1 read again, at a per-tap offset (:func:`_tap_offsets`), so the same blocks serve.
@@ -64,7 +65,8 @@ from .conv2d_gemm import _copy_row, _sum_slots
 #: filters per register block of the forward kernel (K x K filters with K > 1; 1x1: _FB1)
 _FB = 4
 #: 1x1 filters need no partial sums beside the accumulators: 8 filters x 3 vectors fit the
-#: registers and halve the image reads per FMA (pointwise (32,256,14,14): 182 -> 2xx GFLOP/s)
+#: registers and halve the image reads per FMA (pointwise (32,256,14,14) forward, one
+#: process: 182 -> 280 GFLOP/s)
 _FB1 = 8
 #: wide columns per stacked group of the forward kernel (see _plan)
 _JB = 1024
@@ -225,9 +227,9 @@ class _VectorIR:
             acc = self.builder.add(acc, t)
         return acc
 
-    def offsets(self, context, arrty, arr, n):
-        """The ``n`` intp values of a 1-D intp array, loaded once (loop invariants)."""
-        data = context.make_array(arrty)(context, self.builder, arr).data
+    def offsets(self, context, sig, args, i, n):
+        """The ``n`` values of intp array argument ``i``, loaded once (loop invariants)."""
+        data = self.data(context, sig, args, i)
         return [self.builder.load(self.builder.gep(data, [self.const(t)])) for t in range(n)]
 
     def load(self, base, i):
@@ -307,7 +309,7 @@ def _register_block(K, F, T=0):
                 context, sig, args, (1, 2, 4, 5, 7, 8, 10, 11))
             xd, wd, ad = (V.data(context, sig, args, i) for i in (0, 3, 6))
             accp = V.accumulators(F, _V, False)
-            offs = V.offsets(context, sig.args[9], args[9], TT)
+            offs = V.offsets(context, sig, args, 9, TT)
             with cgutils.for_range(builder, nb_) as blk:
                 j = builder.mul(blk.index, const(VL * _V))
                 arows = [V.add(ao_, builder.mul(const(i), afs_), j) for i in range(F)]
@@ -368,36 +370,57 @@ _regs1_1 = _register_block(1, 1)
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _span(itemsize):
-    """Wide columns per register block of :func:`_forward_regs`."""
+    """Wide columns per register block (:func:`_register_block`)."""
     return _V * (64 // itemsize)
 
 
+#: the stride-2 data gradient's phases have 4, 2, 2 and 1 taps (3x3 filters); its channel
+#: blocks are _FB wide, also for 1 tap
+_regs_t4 = _register_block(3, _FB, 4)
+_regs_t4_1 = _register_block(3, 1, 4)
+_regs_t2 = _register_block(3, _FB, 2)
+_regs_t2_1 = _register_block(3, 1, 2)
+_regs_t1 = _register_block(3, _FB, 1)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_regs(xp, W, f0, fb, offs, acc, r0, k0, nbk):
-    """``acc[r0 + i, j] += sum_c sum_t W[f0 + i, c, t] * xp[c, j + offs[t]]`` for ``i < fb`` and
-    ``j`` in the register blocks ``k0 : k0 + nbk`` (see :func:`_register_block`), K = 3 or 5;
-    ``xp`` and ``acc`` have room for whole blocks (their cells past the data hold scratch)."""
-    C, K = W.shape[1], W.shape[2]
-    KK = K * K
-    span = _span(xp.itemsize)
-    x1, w1, a1 = xp.ravel(), W.ravel(), acc.ravel()
+def _blocks(xp, w, T, f0, fb, offs, acc, nb):
+    """``acc[i, j] += sum_c sum_(t < T) w[(f0 + i)*C*T + c*T + t] * xp[c, j + offs[t]]`` for
+    ``i < fb`` over ``nb`` register blocks (see :func:`_register_block`; ``C`` = rows of
+    ``xp``): one block of ``fb`` filters when there is one of that size (4, or 8 for 1 tap),
+    else ``fb`` one-filter blocks. ``T``: 9 or 25 (the K x K forward; ``w`` the filters
+    raveled), 1 (1x1), or a stride-2 data-gradient phase's 4, 2 or 1. ``xp`` and ``acc`` have
+    room for whole blocks (their cells past the data hold scratch)."""
+    C = xp.shape[0]
+    x1, a1 = xp.ravel(), acc.ravel()
     S, A = xp.shape[1], acc.shape[1]
-    xo, ao = k0 * span, r0 * A + k0 * span
-    if fb == (_FB1 if K == 1 else _FB):
-        if K == 5:
-            _regs5(x1, xo, S, w1, f0 * C * KK, C * KK, a1, ao, A, offs, C, nbk)
-        elif K == 1:
-            _regs1(x1, xo, S, w1, f0 * C * KK, C * KK, a1, ao, A, offs, C, nbk)
+    wo, wf = f0 * C * T, C * T
+    if fb == _FB or (fb == _FB1 and T == 1):
+        if T == 9:
+            _regs3(x1, 0, S, w, wo, wf, a1, 0, A, offs, C, nb)
+        elif T == 25:
+            _regs5(x1, 0, S, w, wo, wf, a1, 0, A, offs, C, nb)
+        elif T == 4:
+            _regs_t4(x1, 0, S, w, wo, wf, a1, 0, A, offs, C, nb)
+        elif T == 2:
+            _regs_t2(x1, 0, S, w, wo, wf, a1, 0, A, offs, C, nb)
+        elif fb == _FB1:
+            _regs1(x1, 0, S, w, wo, wf, a1, 0, A, offs, C, nb)
         else:
-            _regs3(x1, xo, S, w1, f0 * C * KK, C * KK, a1, ao, A, offs, C, nbk)
+            _regs_t1(x1, 0, S, w, wo, wf, a1, 0, A, offs, C, nb)
         return
     for i in range(fb):
-        if K == 5:
-            _regs5_1(x1, xo, S, w1, (f0 + i) * C * KK, C * KK, a1, ao + i * A, A, offs, C, nbk)
-        elif K == 1:
-            _regs1_1(x1, xo, S, w1, (f0 + i) * C * KK, C * KK, a1, ao + i * A, A, offs, C, nbk)
+        wi = wo + i * wf
+        if T == 9:
+            _regs3_1(x1, 0, S, w, wi, wf, a1, i * A, A, offs, C, nb)
+        elif T == 25:
+            _regs5_1(x1, 0, S, w, wi, wf, a1, i * A, A, offs, C, nb)
+        elif T == 4:
+            _regs_t4_1(x1, 0, S, w, wi, wf, a1, i * A, A, offs, C, nb)
+        elif T == 2:
+            _regs_t2_1(x1, 0, S, w, wi, wf, a1, i * A, A, offs, C, nb)
         else:
-            _regs3_1(x1, xo, S, w1, (f0 + i) * C * KK, C * KK, a1, ao + i * A, A, offs, C, nbk)
+            _regs1_1(x1, 0, S, w, wi, wf, a1, i * A, A, offs, C, nb)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -410,7 +433,8 @@ def _forward_filters(xp, W, b, n0, m, f0, fb, P, Wr, offs, acc, out):
     span = _span(xp.itemsize)
     for i in range(fb):
         acc[i, :] = b[f0 + i]  # whole rows: the register blocks compute past the data
-    _forward_regs(xp, W, f0, fb, offs, acc, 0, 0, (m * P * Wr + span - 1) // span)
+    K = W.shape[2]
+    _blocks(xp, W.ravel(), K * K, f0, fb, offs, acc, (m * P * Wr + span - 1) // span)
     for g in range(m):
         for i in range(fb):
             for oy in range(OH):
@@ -451,40 +475,6 @@ def conv2d_3x3_forward_kernel(x, W, b, stride, pad, out):
         for blk in range(b0, min(NB, b0 + per_task)):
             f0 = blk * FB
             _forward_filters(xp, W, b, n0, m, f0, min(FB, FN - f0), P, Wr, offs, acc, out)
-
-
-#: the stride-2 data gradient's phases have 4, 2, 2 and 1 taps (3x3 filters)
-_regs_t4 = _register_block(3, _FB, 4)
-_regs_t4_1 = _register_block(3, 1, 4)
-_regs_t2 = _register_block(3, _FB, 2)
-_regs_t2_1 = _register_block(3, 1, 2)
-_regs_t1 = _register_block(3, _FB, 1)
-_regs_t1_1 = _register_block(3, 1, 1)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _phase_regs(xp, w, T, f0, fb, offs, acc, nb):
-    """``acc[i, j] += sum_c sum_(t < T) w[(f0 + i)*C*T + c*T + t] * xp[c, j + offs[t]]`` for
-    ``i < fb``, over ``nb`` register blocks (``C`` = rows of ``xp``)."""
-    C = xp.shape[0]
-    x1, a1 = xp.ravel(), acc.ravel()
-    S, A = xp.shape[1], acc.shape[1]
-    if fb == _FB:
-        if T == 4:
-            _regs_t4(x1, 0, S, w, f0 * C * T, C * T, a1, 0, A, offs, C, nb)
-        elif T == 2:
-            _regs_t2(x1, 0, S, w, f0 * C * T, C * T, a1, 0, A, offs, C, nb)
-        else:
-            _regs_t1(x1, 0, S, w, f0 * C * T, C * T, a1, 0, A, offs, C, nb)
-        return
-    for i in range(fb):
-        wo = (f0 + i) * C * T
-        if T == 4:
-            _regs_t4_1(x1, 0, S, w, wo, C * T, a1, i * A, A, offs, C, nb)
-        elif T == 2:
-            _regs_t2_1(x1, 0, S, w, wo, C * T, a1, i * A, A, offs, C, nb)
-        else:
-            _regs_t1_1(x1, 0, S, w, wo, C * T, a1, i * A, A, offs, C, nb)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -542,7 +532,7 @@ def conv2d_3x3_backward_data_s2_kernel(dout, W, pad, out):
             for ph in range(4):
                 qy, qx = ph // 2, ph % 2
                 acc[:fb] = 0
-                _phase_regs(xp, wph[ph], taps[ph], c0, fb, offs[ph], acc, nb)
+                _blocks(xp, wph[ph], taps[ph], c0, fb, offs[ph], acc, nb)
                 bx = (pad - qx + 1) // 2  # first column b whose X = 2b + qx is not padding
                 ix0 = 2 * bx + qx - pad
                 nx = (Wd - ix0 + 1) // 2

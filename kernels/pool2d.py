@@ -302,7 +302,9 @@ def _pool2x2_plane_nan(plane, out, argmax):
 class _MaskedIR:
     """What the generated 2x2 kernels share: 64-byte vectors of ``dt``, lane masks, masked
     loads and stores (``llvm.masked.*``: a row's last, partial vector reads and writes only its
-    own cells), and a counter of mask lanes."""
+    own cells), and a counter of mask lanes. (Not shared with ``conv2d_3x3._VectorIR``: Numba's
+    cache keys a kernel on its own source file only, so codegen living in another module
+    could change without the cached kernels noticing.)"""
 
     def __init__(self, context, builder, dt):
         self.b = builder

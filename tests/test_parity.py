@@ -326,7 +326,7 @@ def test_conv2d_register_block_sums_and_stays_in_its_scratch(C, Wp, L, fb, K, dt
         for c in range(C):
             for t in range(K * K):
                 want[i] += up(W)[2 + i, c, t // K, t % K] * up(xp)[c, offs[t] : offs[t] + n]
-    KC3._forward_regs(xp, W, 2, fb, offs, acc, 0, 0, nb)
+    KC3._blocks(xp, W.ravel(), K * K, 2, fb, offs, acc, nb)
     assert (store[8 * n :] == sentinel).all()
     assert_close(acc, want, dtype)
 
