@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numba
 import numpy as np
 import pytest
@@ -547,6 +549,33 @@ def test_max_pool2d_all_minus_inf_window_padding_still_loses(dtype):
     np.testing.assert_array_equal(am, want_am)
     assert am[0, 1, 0, 4] == 2 and out[0, 1, 0, 4] == -np.inf  # the window's one real cell
     np.testing.assert_array_equal(am[0, 1, 0], [3, 2, 3, 2, 2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(100, 64, 8, 8), (3, 7, 8, 8), (2, 3, 16, 16), (1, 1, 6, 8),
+                                   (3, 3, 2, 4), (5, 3, 4, 8), (7, 9, 4, 4), (3, 7, 9, 8)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_max_pool2x2_packed_rows(shape, dtype, rng):
+    """2x2 stride 2 on images of width 2*OW with OW a quarter or half of a vector's lanes
+    (8x8 and 16x16 in float32, 4x4 and 8x8 in float64): whole window rows share a vector.
+    Chunks that end early (windows not a multiple of the lanes), odd heights (planes not
+    stacked), ties, +-inf and NaN: values, argmax and gradient equal the reference's bit for
+    bit, and an argmax outside [0, 4) in such a chunk is rejected."""
+    for case in ("normal", "ties", "special"):
+        x = randn(rng, shape, dtype)
+        if case == "ties":
+            x = np.round(x)
+        elif case == "special":
+            x.reshape(-1)[rng.choice(x.size, 5, replace=False)] = [np.nan, np.inf, -np.inf, np.nan, 0]
+        c = SimpleNamespace(ph=2, pw=2, stride=2, pad=0)
+        _, am = _check_pool_forward(x, c)
+        dout = randn(rng, am.shape, dtype)
+        got = F.max_pool2d_backward(dout, am, shape, 2, 2, 2, 0)
+        np.testing.assert_array_equal(got, R.max_pool2d_backward(dout, am.astype(np.intp), shape, 2, 2, 2, 0))
+    am = am.copy()
+    am.reshape(-1)[-1] = 4  # the last chunk's last window
+    with pytest.raises(ValueError, match="max_pool2d_backward"):
+        F.max_pool2d_backward(dout, am, shape, 2, 2, 2, 0)
 
 
 @pytest.mark.parametrize("stride,pad,peak,windows", [(1, 0, (2, 2), 9), (2, 1, (1, 1), 4)])
