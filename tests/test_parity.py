@@ -333,6 +333,49 @@ def test_conv2d_register_block_sums_and_stays_in_its_scratch(C, Wp, L, fb, K, dt
     assert_close(acc, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_softmax_narrow_rows_stay_in_their_rows(dtype, rng):
+    """The generated short-row code of the fused softmax-cross-entropy (no bounds checks of its
+    own; a row's whole-vector store runs into the next rows): for every row length it takes
+    (one or two vectors of lanes) and blocks of rows at any offset, it writes only rows
+    ``i0:i1`` of ``dx``, of a one-hot target's ``labels`` and of ``arg``, ``aux[:i1 - i0]``,
+    and its values are the reference's."""
+
+    @numba.njit
+    def call(x, labels, t, dx, arg, aux, i0, i1, dense, eps, inv_n):
+        N, K = x.shape
+        KS._narrow_rows(x.reshape(N * K), labels, t.reshape(t.shape[0] * K), dx.reshape(N * K),
+                        arg, aux, i0, i1, K, dense, eps, inv_n)
+
+    lanes = 64 // np.dtype(dtype).itemsize
+    sentinel = dtype(1234.5)
+    for K in range(1, 2 * lanes + 1):
+        for N, i0, i1 in ((1, 0, 1), (5, 0, 5), (7, 2, 5), (9, 8, 9)):
+            x = randn(rng, (N, K), dtype) * dtype(3)
+            lab = rng.integers(0, K, N)
+            y = R.softmax(up(x))
+            for dense in (0, 1):
+                t = np.eye(K, dtype=dtype)[lab] if dense else np.empty((0, K), dtype)
+                store = np.full(N * K + 2 * lanes, sentinel, dtype=dtype)
+                dx = store[: N * K].reshape(N, K)
+                labels = np.full(N, -7, np.intp) if dense else lab.astype(np.intp)
+                arg = np.full(N + 1, sentinel, dtype=dtype)
+                aux = np.full(N + 1, sentinel, dtype=dtype)
+                call(x, labels, t, dx, arg, aux, i0, i1, dense, dtype(1e-7), dtype(1 / N))
+                rows = np.arange(i0, i1)
+                assert (store[N * K :] == sentinel).all(), (K, N)
+                assert (np.delete(dx, rows, axis=0) == sentinel).all(), (K, N)
+                assert (np.delete(arg, rows) == sentinel).all() and (aux[i1 - i0 :] == sentinel).all()
+                if dense:
+                    assert (np.delete(labels, rows) == -7).all()
+                np.testing.assert_array_equal(labels[i0:i1], lab[i0:i1])
+                hot = np.eye(K)[lab[i0:i1]]
+                assert_close(dx[i0:i1], (y[i0:i1] - hot) / N, dtype)
+                assert_close(arg[i0:i1], y[rows, lab[i0:i1]] + 1e-7, dtype)
+                assert_close(aux[: i1 - i0], up(x)[rows, lab[i0:i1]] - up(x)[i0:i1].max(axis=1),
+                             dtype)
+
+
 # --------------------------------------------------------------------------- softmax regression
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("eps", [0.0, 1e-7])
