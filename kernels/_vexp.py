@@ -127,7 +127,7 @@ def _log_f32(v):
         return r
     if v == np.float32(0.0):
         return np.float32(-np.inf)
-    return v if v == np.float32(np.inf) else (v - v) / (v - v)  # NaN for v < 0 and NaN
+    return v if (v == np.float32(np.inf) or v != v) else np.float32(np.nan)  # v < 0: NaN
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -156,7 +156,7 @@ def _log_f64(v):
         return r
     if v == 0.0:
         return -np.inf
-    return v if v == np.inf else (v - v) / (v - v)
+    return v if (v == np.inf or v != v) else np.nan
 
 
 @overload(_log, jit_options={"cache": True, "nogil": True}, inline="always")
