@@ -733,6 +733,7 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _INTP = np.dtype(np.intp)
+_BOOL = np.dtype(np.bool_)
 #: the book's eps as a scalar of each dtype (index 0 float32, 1 float64), and
 #: (index, eps) -> eps as a scalar for other values
 _DEFAULT_EPS = (np.float32(CROSS_ENTROPY_EPS), np.float64(CROSS_ENTROPY_EPS))
@@ -836,6 +837,18 @@ def _flat_float(op, name, x):
         return x
     x = ck.as_array(op, name, x)
     return ck.as_float(x, ck.result_dtype(op, **{name: x}))
+
+
+def _same_ready(*arrays):
+    """Whether every array is :func:`_ready` and all share one dtype."""
+    first = arrays[0]
+    if not _ready(first):
+        return False
+    dt = first.dtype
+    for a in arrays[1:]:
+        if not _ready(a) or a.dtype is not dt:
+            return False
+    return True
 
 
 def _ready(a):
@@ -988,7 +1001,7 @@ def sigmoid_backward(dout, y):
     dout, y: same shape -> same shape.
     """
     op = "sigmoid_backward"
-    if _ready(dout) and _ready(y) and dout.dtype is y.dtype and dout.shape == y.shape:
+    if _same_ready(dout, y) and dout.shape == y.shape:
         out = np.empty_like(y)
     else:
         dout, y = ck.as_array(op, "dout", dout), ck.as_array(op, "y", y)
@@ -1102,13 +1115,16 @@ def dropout_backward(dout, mask):
     dout, mask: same shape -> same shape.
     """
     op = "dropout_backward"
-    dout, mask = ck.as_array(op, "dout", dout), ck.as_array(op, "mask", mask)
-    if dout.shape != mask.shape:
-        raise ValueError(f"{op}: dout has shape {dout.shape}, mask has {mask.shape}")
-    dout = ck.as_float(dout, ck.result_dtype(op, dout=dout))
+    if not (_ready(dout) and type(mask) is np.ndarray and mask.dtype is _BOOL
+            and mask.shape == dout.shape and mask.flags.c_contiguous):
+        dout, mask = ck.as_array(op, "dout", dout), ck.as_array(op, "mask", mask)
+        if dout.shape != mask.shape:
+            raise ValueError(f"{op}: dout has shape {dout.shape}, mask has {mask.shape}")
+        dout = ck.as_float(dout, ck.result_dtype(op, dout=dout))
+        mask = np.ascontiguousarray(mask, dtype=np.bool_)
     out = np.empty_like(dout)
     kernel = _kernel(_ew.dropout_backward_kernel, _ew.dropout_backward_serial_kernel, dout.size)
-    kernel(dout.reshape(-1), np.ascontiguousarray(mask, dtype=np.bool_).reshape(-1), out.reshape(-1))
+    kernel(dout.reshape(-1), mask.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -1142,20 +1158,22 @@ def batch_norm_train(x, gamma, beta, eps=BATCHNORM_EPS):
     x: (N, D), gamma, beta: (D,) -> out, xn: (N, D); mean, var, std: (D,).
     """
     op = "batch_norm_train"
-    x = _bn_input(op, x)
-    D = x.shape[1]
-    gamma, beta = _features(op, "gamma", gamma, D), _features(op, "beta", beta, D)
-    dt = ck.result_dtype(op, x=x, gamma=gamma, beta=beta)
-    x = ck.as_float(x, dt)
+    if (_same_ready(x, gamma, beta) and x.ndim == 2 and x.shape[0]
+            and gamma.shape == beta.shape == x.shape[1:]):
+        D, dt = x.shape[1], x.dtype  # (the book's layers' case, checked cheaply)
+    else:
+        x = _bn_input(op, x)
+        D = x.shape[1]
+        gamma, beta = _features(op, "gamma", gamma, D), _features(op, "beta", beta, D)
+        dt = ck.result_dtype(op, x=x, gamma=gamma, beta=beta)
+        x = ck.as_float(x, dt)
+        gamma, beta = ck.as_float(gamma, dt).reshape(D), ck.as_float(beta, dt).reshape(D)
     out, xn = np.empty_like(x), np.empty_like(x)
-    mean, var, std = (np.empty(D, dtype=dt) for _ in range(3))
+    mean, var, std = np.empty(D, dtype=dt), np.empty(D, dtype=dt), np.empty(D, dtype=dt)
     kernel = _kernel(
         _bn.batchnorm_forward_train_kernel, _bn.batchnorm_forward_train_serial_kernel, x.size
     )
-    kernel(
-        x, ck.as_float(gamma, dt).reshape(D), ck.as_float(beta, dt).reshape(D), dt.type(eps),
-        out, xn, mean, var, std,
-    )
+    kernel(x, gamma, beta, dt.type(eps), out, xn, mean, var, std)
     return out, xn, mean, var, std
 
 
@@ -1192,18 +1210,22 @@ def batch_norm_backward(dout, xn, std, gamma):
     dout, xn: (N, D), std, gamma: (D,) -> dx: (N, D), dgamma, dbeta: (D,).
     """
     op = "batch_norm_backward"
-    dout = _bn_input(op, dout)
-    N, D = dout.shape
-    xn = ck.as_array(op, "xn", xn)
-    if xn.shape != dout.shape:
-        raise ValueError(f"{op}: xn has shape {xn.shape}, dout has {dout.shape}")
-    std, gamma = _features(op, "std", std, D), _features(op, "gamma", gamma, D)
-    dt = ck.result_dtype(op, dout=dout, xn=xn, std=std, gamma=gamma)
+    if (_same_ready(dout, xn, std, gamma) and dout.ndim == 2 and dout.shape[0]
+            and xn.shape == dout.shape and std.shape == gamma.shape == dout.shape[1:]):
+        N, D = dout.shape  # (the book's layers' case, checked cheaply)
+        dt = dout.dtype
+    else:
+        dout = _bn_input(op, dout)
+        N, D = dout.shape
+        xn = ck.as_array(op, "xn", xn)
+        if xn.shape != dout.shape:
+            raise ValueError(f"{op}: xn has shape {xn.shape}, dout has {dout.shape}")
+        std, gamma = _features(op, "std", std, D), _features(op, "gamma", gamma, D)
+        dt = ck.result_dtype(op, dout=dout, xn=xn, std=std, gamma=gamma)
+        dout, xn = ck.as_float(dout, dt), ck.as_float(xn, dt)
+        std, gamma = ck.as_float(std, dt).reshape(D), ck.as_float(gamma, dt).reshape(D)
     dx = np.empty((N, D), dtype=dt)
     dgamma, dbeta = np.empty(D, dtype=dt), np.empty(D, dtype=dt)
     kernel = _kernel(_bn.batchnorm_backward_kernel, _bn.batchnorm_backward_serial_kernel, dx.size)
-    kernel(
-        ck.as_float(dout, dt), ck.as_float(xn, dt), ck.as_float(std, dt).reshape(D),
-        ck.as_float(gamma, dt).reshape(D), dx, dgamma, dbeta,
-    )
+    kernel(dout, xn, std, gamma, dx, dgamma, dbeta)
     return dx, dgamma, dbeta
