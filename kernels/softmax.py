@@ -871,13 +871,15 @@ def linear_softmax_cross_entropy_fused_kernel(x, WT, b, labels, t, eps, z, dz, r
     """Softmax regression's loss and gradients: logits ``z = x @ WT.T + b``, ``dz`` as
     :func:`softmax_cross_entropy_fused_kernel`, ``dW = x.T @ dz``, ``db = dz.sum(0)``.
 
-    ``nblk`` feature blocks (the caller passes its thread count) share the weight gradient.
-    Returns the mean loss.
+    ``nblk`` feature blocks (the caller passes its thread count: ``numba.get_num_threads``
+    inside the kernel would stop it from being cached) share the weight gradient. ``row_loss[:N]`` receives the rows'
+    losses and ``row_loss[N]`` their mean; returns the number of labels outside ``[0, K)`` (their
+    rows add no loss and subtract no target; the caller rejects the result).
 
     Shape
     -----
     x: (N, D); WT: (K, D) (the weights transposed); b: (K,); labels: (N,) intp;
-    t: (N, K) or (0, K); z, dz: (N, K); row_loss: (N,); dW: (D, K); db: (K,).
+    t: (N, K) or (0, K); z, dz: (N, K); row_loss: (N + 1,); dW: (D, K); db: (K,).
     """
     N, D = x.shape
     K = WT.shape[0]
@@ -893,7 +895,8 @@ def linear_softmax_cross_entropy_fused_kernel(x, WT, b, labels, t, eps, z, dz, r
         acc = np.empty((K, width), dtype=x.dtype)
         _weight_grad_cols(x, dz, dW, acc, min(D, blk * width), min(D, (blk + 1) * width))
     _bias_grad(dz, db)
-    return _mean(row_loss)
+    row_loss[N] = _mean(row_loss[:N])
+    return _bad_labels(labels, K)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -905,4 +908,5 @@ def linear_softmax_cross_entropy_fused_serial_kernel(x, WT, b, labels, t, eps, z
     acc = np.empty((WT.shape[0], D), dtype=x.dtype)
     _weight_grad_cols(x, dz, dW, acc, 0, D)
     _bias_grad(dz, db)
-    return _mean(row_loss)
+    row_loss[N] = _mean(row_loss[:N])
+    return _bad_labels(labels, WT.shape[0])
