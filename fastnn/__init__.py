@@ -7,6 +7,7 @@ numbers, faster. See the README for the module map.
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._blas import _limit_at_import, set_blas_threads
+from ._memory import clear as clear_buffers
 from .gradient import GradientDiff, gradient_check
 from ._runtime import (
     compiled_signatures,
@@ -35,6 +36,7 @@ __all__ = [
     "get_num_threads",
     "threading_layer",
     "compiled_signatures",
+    "clear_buffers",
 ]
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from numba import get_num_threads as _numba_threads
 
 from . import _checks as ck
+from . import _memory as _mem
 from ._blas import single_threaded_blas
 from .kernels import batchnorm as _bn
 from .kernels import conv2d as _conv
@@ -123,7 +124,7 @@ def im2col(x, FH, FW, stride=1, pad=0):
     N, C, H, W = x.shape
     OH, OW = ck.window_output_size(op, (H, W), (FH, FW), stride, pad, "filter")
     x = ck.as_float(x, ck.result_dtype(op, x=x))
-    out = np.empty((N * OH * OW, C * FH * FW), dtype=x.dtype)
+    out = _mem.empty((N * OH * OW, C * FH * FW), x.dtype)
     _im2col.im2col_forward_kernel(x, FH, FW, stride, pad, out)
     return out
 
@@ -161,7 +162,7 @@ def col2im(col, input_shape, FH, FW, stride=1, pad=0):
             f"with a {FH}x{FW} filter, stride {stride}, pad {pad} needs ({rows}, {cols})"
         )
     col = ck.as_float(col, ck.result_dtype(op, col=col)).reshape(rows, cols)
-    out = np.empty((N, C, H, W), dtype=col.dtype)
+    out = _mem.empty((N, C, H, W), col.dtype)
     _im2col.im2col_backward_kernel(col, FH, FW, stride, pad, out)
     return out
 
@@ -283,7 +284,7 @@ def conv2d(x, W, b=None, stride=1, pad=0, algorithm="auto"):
     dt = ck.result_dtype(op, x=x, W=W, b=b)
     x, W = ck.as_float(x, dt), ck.as_float(W, dt)
     b = np.zeros(FN, dtype=dt) if b is None else ck.as_float(b, dt).reshape(FN)
-    out = np.empty((N, FN, OH, OW), dtype=dt)
+    out = _mem.empty((N, FN, OH, OW), dt)
     if pad and not _finite(W):  # padding zeros must meet the inf/NaN filter taps (see _finite)
         x, pad = _pad_images(x, pad), 0
     if _algorithm(op, algorithm, x.shape, W.shape, stride, pad) == "gemm":
@@ -343,10 +344,10 @@ def conv2d_backward_data(dout, W, input_shape, stride=1, pad=0, algorithm="auto"
     OH, OW = ck.window_output_size(op, (H, Wd), (FH, FW), stride, pad, "filter")
     dout = _check_dout(op, dout, N, FN, OH, OW, f"input {input_shape}, W {W.shape}")
     dt = ck.result_dtype(op, dout=dout, W=W)
-    out = np.empty((N, C, H, Wd), dtype=dt)
+    out = _mem.empty((N, C, H, Wd), dt)
     dout, W = ck.as_float(dout, dt), ck.as_float(W, dt)
     if not _finite(W):  # exact book products (see _finite), cropped as the book's col2im does
-        full = np.empty((N, C, H + 2 * pad, Wd + 2 * pad), dtype=dt)
+        full = _mem.empty((N, C, H + 2 * pad, Wd + 2 * pad), dt)
         _conv.conv2d_backward_data_kernel(dout, W, stride, 0, full)
         out[...] = full[:, :, pad : pad + H, pad : pad + Wd]
         return out
@@ -492,8 +493,8 @@ def max_pool2d(x, pool_h, pool_w, stride=2, pad=0, return_argmax=False):
     N, C, H, W = x.shape
     OH, OW = ck.window_output_size(op, (H, W), (pool_h, pool_w), stride, pad, "window")
     x = ck.as_float(x, ck.result_dtype(op, x=x))
-    out = np.empty((N, C, OH, OW), dtype=x.dtype)
-    argmax = np.empty((N, C, OH, OW), dtype=_argmax_dtype(pool_h, pool_w))
+    out = _mem.empty((N, C, OH, OW), x.dtype)
+    argmax = _mem.empty((N, C, OH, OW), _argmax_dtype(pool_h, pool_w))
     if _is_2x2(pool_h, pool_w, stride, pad):
         _pool.max_pool2x2_forward_kernel(x, out, argmax)
     else:
@@ -527,7 +528,7 @@ def max_pool2d_backward(dout, argmax, input_shape, pool_h, pool_w, stride=2, pad
             raise ValueError(f"{op}: argmax values must be in [0, {pool_h * pool_w})")
     argmax = np.ascontiguousarray(argmax, dtype=_argmax_dtype(pool_h, pool_w))
     dt = ck.result_dtype(op, dout=dout)
-    out = np.empty((N, C, H, W), dtype=dt)
+    out = _mem.empty((N, C, H, W), dt)
     bad = np.empty(N * C, dtype=np.intp)
     dout = ck.as_float(dout, dt)
     if _is_2x2(pool_h, pool_w, stride, pad):
@@ -555,7 +556,7 @@ def softmax(x):
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"{op}: x needs a non-empty last axis, got shape {x.shape}")
     x = ck.as_float(x, ck.result_dtype(op, x=x))
-    out = np.empty_like(x)
+    out = _mem.empty_like(x)
     if x.size:
         K = x.shape[-1]
         kernel = _kernel(_softmax.softmax_forward_kernel, _softmax.softmax_forward_serial_kernel, x.size)
@@ -668,7 +669,7 @@ def softmax_cross_entropy(x, t, eps=CROSS_ENTROPY_EPS):
     x: (N, K) or (K,) -> loss: (), y: (N, K).
     """
     x, labels, dense, dt, eps = _loss_inputs("softmax_cross_entropy", x, t, eps)
-    y = np.empty_like(x)
+    y = _mem.empty_like(x)
     row_loss = np.empty(x.shape[0], dtype=dt)
     kernel = _kernel(
         _softmax.softmax_cross_entropy_forward_kernel,
@@ -698,7 +699,7 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
     fast = _sce_fast_args(x, t, eps)
     if fast is not None:  # the common case, checked cheaply (a net calls this every step)
         labels, dense, e = fast
-        dx = np.empty_like(x)
+        dx = _mem.empty_like(x)
         kernel = _kernel(
             _softmax.softmax_cross_entropy_fused_kernel,
             _softmax.softmax_cross_entropy_fused_serial_kernel,
@@ -711,17 +712,17 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
     x, labels, dense, dt, eps = _loss_inputs("softmax_cross_entropy_with_grad", x, t, eps)
     row_loss = np.empty(x.shape[0] + 1, dtype=dt)
     if dense.dtype != dt:  # mixed logits/target dtypes: the gradient follows promotion (book)
-        y = np.empty_like(x)
+        y = _mem.empty_like(x)
         loss = _softmax.softmax_cross_entropy_forward_kernel(
             x, labels, dt.type(eps), y, row_loss[:-1]
         )
         gdt = np.result_type(dt, dense.dtype)
-        dx = np.empty(x.shape, dtype=gdt)
+        dx = _mem.empty(x.shape, gdt)
         _softmax.softmax_cross_entropy_backward_dense_kernel(
             y.astype(gdt, copy=False), dense.astype(gdt, copy=False), dx
         )
         return dt.type(loss), dx
-    dx = np.empty_like(x)
+    dx = _mem.empty_like(x)
     kernel = _kernel(
         _softmax.softmax_cross_entropy_fused_kernel,
         _softmax.softmax_cross_entropy_fused_serial_kernel,
@@ -819,12 +820,12 @@ def softmax_cross_entropy_backward(y, t):
     op = "softmax_cross_entropy_backward"
     y, t, one_hot = _logits_and_target(op, y, t)
     N, K = y.shape
-    out = np.empty(y.shape, dtype=ck.result_dtype(op, y=y))
+    out = _mem.empty(y.shape, ck.result_dtype(op, y=y))
     y = ck.as_float(y, out.dtype)
     if one_hot:
         dt = np.result_type(out.dtype, ck.result_dtype(op, t=t))
         if dt != out.dtype:  # float32 y with a float64 one-hot target: NumPy promotion
-            out = np.empty(y.shape, dtype=dt)
+            out = _mem.empty(y.shape, dt)
             y = ck.as_float(y, dt)
         _softmax.softmax_cross_entropy_backward_dense_kernel(y, ck.as_float(t, dt), out)
     else:
@@ -955,8 +956,8 @@ def relu(x):
     x: any -> out, mask: same shape.
     """
     x = _flat_float("relu", "x", x)
-    out = np.empty_like(x)
-    mask = np.empty(x.shape, dtype=np.bool_)
+    out = _mem.empty_like(x)
+    mask = _mem.empty(x.shape, np.bool_)
     kernel = _kernel(_ew.relu_forward_kernel, _ew.relu_forward_serial_kernel, x.size)
     kernel(x.reshape(-1), out.reshape(-1), mask.reshape(-1))
     return out, mask
@@ -995,7 +996,7 @@ def sigmoid(x):
     x: any -> same shape.
     """
     x = _flat_float("sigmoid", "x", x)
-    out = np.empty_like(x)
+    out = _mem.empty_like(x)
     kernel = _kernel(_ew.sigmoid_forward_kernel, _ew.sigmoid_forward_serial_kernel, x.size)
     kernel(x.reshape(-1), out.reshape(-1))
     return out
@@ -1010,14 +1011,14 @@ def sigmoid_backward(dout, y):
     """
     op = "sigmoid_backward"
     if _same_ready(dout, y) and dout.shape == y.shape:
-        out = np.empty_like(y)
+        out = _mem.empty_like(y)
     else:
         dout, y = ck.as_array(op, "dout", dout), ck.as_array(op, "y", y)
         if dout.shape != y.shape:
             raise ValueError(f"{op}: dout has shape {dout.shape}, y has {y.shape}")
         dt = ck.result_dtype(op, dout=dout, y=y)
         dout, y = ck.as_float(dout, dt), ck.as_float(y, dt)
-        out = np.empty(y.shape, dtype=dt)
+        out = _mem.empty(y.shape, dt)
     kernel = _kernel(_ew.sigmoid_backward_kernel, _ew.sigmoid_backward_serial_kernel, y.size)
     kernel(dout.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out
@@ -1050,8 +1051,8 @@ def dropout(x, ratio, train=True):
     x = ck.as_float(x, ck.result_dtype(op, x=x))
     if not train:
         return x * (1.0 - ratio), None
-    out = np.empty_like(x)
-    mask = np.empty(x.shape, dtype=np.bool_)
+    out = _mem.empty_like(x)
+    mask = _mem.empty(x.shape, np.bool_)
     stream = _global_mt19937_state()
     if stream is None:
         return _dropout_with_rand(x, ratio, out, mask)
@@ -1130,7 +1131,7 @@ def dropout_backward(dout, mask):
             raise ValueError(f"{op}: dout has shape {dout.shape}, mask has {mask.shape}")
         dout = ck.as_float(dout, ck.result_dtype(op, dout=dout))
         mask = np.ascontiguousarray(mask, dtype=np.bool_)
-    out = np.empty_like(dout)
+    out = _mem.empty_like(dout)
     kernel = _kernel(_ew.dropout_backward_kernel, _ew.dropout_backward_serial_kernel, dout.size)
     kernel(dout.reshape(-1), mask.reshape(-1), out.reshape(-1))
     return out
@@ -1176,7 +1177,7 @@ def batch_norm_train(x, gamma, beta, eps=BATCHNORM_EPS):
         dt = ck.result_dtype(op, x=x, gamma=gamma, beta=beta)
         x = ck.as_float(x, dt)
         gamma, beta = ck.as_float(gamma, dt).reshape(D), ck.as_float(beta, dt).reshape(D)
-    out, xn = np.empty_like(x), np.empty_like(x)
+    out, xn = _mem.empty_like(x), _mem.empty_like(x)
     mean, var, std = np.empty(D, dtype=dt), np.empty(D, dtype=dt), np.empty(D, dtype=dt)
     kernel = _kernel(
         _bn.batchnorm_forward_train_kernel, _bn.batchnorm_forward_train_serial_kernel, x.size
@@ -1199,7 +1200,7 @@ def batch_norm_eval(x, gamma, beta, running_mean, running_var, eps=BATCHNORM_EPS
           dict(gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var).items()}
     dt = ck.result_dtype(op, x=x, **vs)
     x = ck.as_float(x, dt)
-    out = np.empty_like(x)
+    out = _mem.empty_like(x)
     g, b, m, v = (ck.as_float(a, dt).reshape(D) for a in vs.values())
     _bn.batchnorm_forward_eval_kernel(x, g, b, m, v, dt.type(eps), out)
     return out
@@ -1232,7 +1233,7 @@ def batch_norm_backward(dout, xn, std, gamma):
         dt = ck.result_dtype(op, dout=dout, xn=xn, std=std, gamma=gamma)
         dout, xn = ck.as_float(dout, dt), ck.as_float(xn, dt)
         std, gamma = ck.as_float(std, dt).reshape(D), ck.as_float(gamma, dt).reshape(D)
-    dx = np.empty((N, D), dtype=dt)
+    dx = _mem.empty((N, D), dt)
     dgamma, dbeta = np.empty(D, dtype=dt), np.empty(D, dtype=dt)
     kernel = _kernel(_bn.batchnorm_backward_kernel, _bn.batchnorm_backward_serial_kernel, dx.size)
     kernel(dout, xn, std, gamma, dx, dgamma, dbeta)
