@@ -277,16 +277,21 @@ class _RowIR:
         f = self.fn("llvm.fma.%s" % self.suffix(self.vty), self.vty, [self.vty] * 3)
         return self.b.call(f, [a, x, y])
 
-    def maximum(self, v):
-        """The largest lane (strict ``>`` tree; NaN lanes are the caller's business)."""
+    def halves(self, v, combine):
+        """The lanes combined as a fixed tree: halves until one lane is left."""
         b, n, i32 = self.b, self.KP, ir.IntType(32)
         while n > 1:
             h = n // 2
             lo = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
             hi = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
-            v = b.select(b.fcmp_ordered(">", lo, hi), lo, hi)
+            v = combine(lo, hi)
             n = h
         return b.extract_element(v, ir.Constant(i32, 0))
+
+    def maximum(self, v):
+        """The largest lane (strict ``>``; NaN lanes are the caller's business)."""
+        b = self.b
+        return self.halves(v, lambda lo, hi: b.select(b.fcmp_ordered(">", lo, hi), lo, hi))
 
     def any(self, mask):
         """Whether any lane of an i1 vector is set, and the mask's bits as an i64."""
@@ -299,17 +304,9 @@ class _RowIR:
         return self.b.call(f, [bits, ir.Constant(ir.IntType(1), 0)])
 
     def tree_sum(self, v):
-        """The lanes summed as a fixed tree (halves added until one lane is left): the same
-        order for every row length, and a short dependency chain (a running sum of 16 lanes
-        was most of a row's latency)."""
-        b, n, i32 = self.b, self.KP, ir.IntType(32)
-        while n > 1:
-            h = n // 2
-            lo = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
-            hi = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
-            v = b.fadd(lo, hi)
-            n = h
-        return b.extract_element(v, ir.Constant(i32, 0))
+        """The lanes summed as a fixed tree: the same order for every row length, and a short
+        dependency chain (a running sum of 16 lanes was most of a row's latency)."""
+        return self.halves(v, self.b.fadd)
 
     def exp_le0(self, v):
         """``_vexp._exp_le0`` (exp of ``v <= 0``, 0 below the smallest normal, NaN kept), lane
