@@ -736,7 +736,6 @@ def softmax_cross_entropy_with_grad(x, t, eps=CROSS_ENTROPY_EPS):
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _INTP = np.dtype(np.intp)
 _BOOL = np.dtype(np.bool_)
-_NO_DENSE = object()  # "no dense target" marker of linear_softmax_cross_entropy_with_grad
 #: the book's eps as a scalar of each dtype (index 0 float32, 1 float64), and
 #: (index, eps) -> eps as a scalar for other values
 _DEFAULT_EPS = (np.float32(CROSS_ENTROPY_EPS), np.float64(CROSS_ENTROPY_EPS))
@@ -921,12 +920,12 @@ def linear_softmax_cross_entropy_with_grad(x, W, b, t, eps=CROSS_ENTROPY_EPS):
     if not one_hot and t.dtype.kind in "iu" and t.shape in ((N,), (N, 1)):
         # integer labels: their range is counted by the kernel (a NumPy min and max cost
         # microseconds per training step); an error is raised from the full check below
-        labels, dense = np.ascontiguousarray(t.reshape(N), dtype=np.intp), _NO_DENSE
+        labels, dense = np.ascontiguousarray(t.reshape(N), dtype=np.intp), np.empty((0, K), dt)
     else:
         labels, dense = _targets(op, t, one_hot, (N, K), dt)
     x, b = ck.as_float(x, dt), ck.as_float(b, dt)
     WT = np.ascontiguousarray(W.T, dtype=dt)
-    dense = ck.as_float(dense, dt) if dense is not _NO_DENSE else np.empty((0, K), dtype=dt)
+    dense = ck.as_float(dense, dt)
     z = np.empty((N, K), dtype=dt)
     dz = np.empty((N, K), dtype=dt)
     row_loss = np.empty(N + 1, dtype=dt)

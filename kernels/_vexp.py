@@ -83,13 +83,22 @@ def _exp_le0_f64(v):
     return p * scale if v >= low else (v - v if v != v else 0.0)
 
 
-@overload(_exp_le0, jit_options={"cache": True, "nogil": True}, inline="always")
-def _exp_le0_overload(v):
-    if v == types.float32:
-        return lambda v: _exp_le0_f32(v)
-    if v == types.float64:
-        return lambda v: _exp_le0_f64(v)
-    return None
+def _by_dtype(f32, f64):
+    """An ``@overload`` implementation choosing the float32 or float64 body of a scalar
+    function (anything else: no implementation, a typing error)."""
+
+    def impl(v):
+        if v == types.float32:
+            return lambda v: f32(v)
+        if v == types.float64:
+            return lambda v: f64(v)
+        return None
+
+    return impl
+
+
+overload(_exp_le0, jit_options={"cache": True, "nogil": True}, inline="always")(
+    _by_dtype(_exp_le0_f32, _exp_le0_f64))
 
 
 def _log(v):
@@ -159,13 +168,8 @@ def _log_f64(v):
     return v if (v == np.inf or v != v) else np.nan
 
 
-@overload(_log, jit_options={"cache": True, "nogil": True}, inline="always")
-def _log_overload(v):
-    if v == types.float32:
-        return lambda v: _log_f32(v)
-    if v == types.float64:
-        return lambda v: _log_f64(v)
-    return None
+overload(_log, jit_options={"cache": True, "nogil": True}, inline="always")(
+    _by_dtype(_log_f32, _log_f64))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})

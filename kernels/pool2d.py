@@ -428,6 +428,14 @@ class _MaskedIR:
 
         chain([VL // 4, VL // 2])
 
+    def window_mask(self, rem):
+        """``(lanes of the windows present, their load/store mask)`` for a chunk with ``rem``
+        windows left (None: a whole chunk, all lanes, plain loads and stores)."""
+        if rem is None:
+            return ir.Constant(ir.VectorType(ir.IntType(1), self.VL), [1] * self.VL), None
+        m = self.below(rem, self.VL)
+        return m, m
+
     def quarter_masks(self, rem):
         """Masks of the 4 vectors of cells of ``rem`` packed windows (None: all whole)."""
         if rem is None:
@@ -513,8 +521,7 @@ def _windows2x2_forward():
         odd = ir.Constant(ir.VectorType(ir.IntType(32), VL), list(range(1, 2 * VL, 2)))
 
         def body(q, r0, c0, rem, load_all, store_all):
-            m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if load_all \
-                else V.below(rem, VL)
+            m, _ = V.window_mask(None if load_all else rem)
             m2 = None if load_all else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
             cell = b.mul(c0, ir.Constant(i64, 2))
             s0 = V.load(wty, xd, b.add(r0, cell), m2, V.size)
@@ -542,9 +549,8 @@ def _windows2x2_forward():
                                     V.size) for i in range(4)])
             cells = [V.pick(halves, [V.packed_cell(l, j, owc) for l in range(VL)])
                      for j in range(4)]
-            m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if rem is None \
-                else V.below(rem, VL)
-            select(cells, m, q, None if rem is None else m)
+            m, mm = V.window_mask(rem)
+            select(cells, m, q, mm)
 
         V.packed_or_rows(R_, OW_, q0_, x0_, W_, body, packed)
 
@@ -593,15 +599,18 @@ def _windows2x2_backward():
         pairs = ir.Constant(ir.VectorType(ir.IntType(32), 2 * VL),
                             [lane // 2 + (VL if lane % 2 else 0) for lane in range(2 * VL)])
 
-        def body(q, r0, x0, rem, load_all, store_all):
-            m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if load_all \
-                else V.below(rem, VL)
-            mm = None if load_all else m
-            g = V.load(V.vty, dd, b.add(q, x0), mm, V.size)
-            k = V.load(kty, ad, b.add(q, x0), mm, kty.element.width // 8)
-            sel = [b.select(b.icmp_signed("==", k, ir.Constant(kty, [j] * VL)), g, zero)
-                   for j in range(4)]
+        def selections(q, rem):
+            """The 4 taps' cells of the windows at ``q``: the gradient where the argmax points,
+            else 0; argmax values outside [0, 4) are counted."""
+            m, mm = V.window_mask(rem)
+            g = V.load(V.vty, dd, q, mm, V.size)
+            k = V.load(kty, ad, q, mm, kty.element.width // 8)
             V.count(b.and_(m, b.icmp_unsigned(">", k, ir.Constant(kty, [3] * VL))), nbad)
+            return [b.select(b.icmp_signed("==", k, ir.Constant(kty, [j] * VL)), g, zero)
+                    for j in range(4)]
+
+        def body(q, r0, x0, rem, load_all, store_all):
+            sel = selections(b.add(q, x0), None if load_all else rem)
             m2 = None if load_all else V.below(b.mul(rem, ir.Constant(i64, 2)), 2 * VL)
             cell = b.mul(x0, ir.Constant(i64, 2))
             top = b.shuffle_vector(sel[0], sel[1], pairs)
@@ -621,14 +630,7 @@ def _windows2x2_backward():
                     None if store_all else m2, V.size)
 
         def packed(owc, q, r, rem):
-            m = ir.Constant(ir.VectorType(ir.IntType(1), VL), [1] * VL) if rem is None \
-                else V.below(rem, VL)
-            mm = None if rem is None else m
-            g = V.load(V.vty, dd, q, mm, V.size)
-            k = V.load(kty, ad, q, mm, kty.element.width // 8)
-            sel = [b.select(b.icmp_signed("==", k, ir.Constant(kty, [j] * VL)), g, zero)
-                   for j in range(4)]
-            V.count(b.and_(m, b.icmp_unsigned(">", k, ir.Constant(kty, [3] * VL))), nbad)
+            sel = selections(q, rem)
             # the inverse of the forward's gather: output cell p of the chunk is tap j of
             # window l, lane j*VL + l of the joined selections
             src = {V.packed_cell(l, j, owc): j * VL + l for l in range(VL) for j in range(4)}

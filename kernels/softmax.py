@@ -355,10 +355,8 @@ def _narrow_rows_intrinsic(typingctx, x, labels, t, dx, arg, aux, i0, i1, K, den
         def row(V, i, j, hot, masked):
             """Row ``i`` (``j = i - i0``): straight-line code, so that the rows of a group
             interleave (one row is a chain of dependent steps: maximum, exp, sum, division)."""
-            kmask = V.lane_mask(K_)
-            ninf = V.c(-math.inf)
+            kmask, ninf, invn = V.kmask, V.ninf, V.invn
             one = ir.Constant(V.fty, 1.0)
-            invn = V.splat(inv_n_)
             base = b.mul(i, K_)
             xv = V.load(xd, base, kmask, ninf)
             hasnan, _ = V.any(b.fcmp_unordered("uno", xv, xv))
@@ -389,6 +387,8 @@ def _narrow_rows_intrinsic(typingctx, x, labels, t, dx, arg, aux, i0, i1, K, den
 
         def rows(KP, hot):
             V = _RowIR(context, b, dt, KP)
+            # loop invariants of every row, emitted once before the loops
+            V.kmask, V.ninf, V.invn = V.lane_mask(K_), V.c(-math.inf), V.splat(inv_n_)
             R = b.sub(i1_, i0_)
             # rows whose whole vector ends within the call's rows: i*K + KP <= i1*K
             room = b.sub(b.mul(i1_, K_), ir.Constant(i64, KP))
