@@ -42,45 +42,57 @@ def _exp_le0(v):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
-def _exp_le0_f32(v):
+def _exp_core_f32(v):
+    """``exp(v)`` for float32 ``-87.3 <= v <= 89`` (or NaN), without range checks: above
+    ``log(FLT_MAX)`` it gives ``inf`` (``2**128`` is built as inf's bits)."""
     one = np.float32(1.0)
     log2e = np.float32(1.4426950408889634)
     ln2_hi = np.float32(0.693359375)
     ln2_lo = np.float32(-2.12194440e-4)
-    low = np.float32(-87.3)  # exp(-87.3) is about the smallest normal float32
     c2 = np.float32(1.0 / 2)
     c3 = np.float32(1.0 / 6)
     c4 = np.float32(1.0 / 24)
     c5 = np.float32(1.0 / 120)
     c6 = np.float32(1.0 / 720)
     c7 = np.float32(1.0 / 5040)
-    kmin = np.float32(-126.0)
     bias = np.float32(127.0 + 8388608.0)  # + 2**23: k + 127 lands in the low mantissa bits
     k = np.floor(v * log2e + np.float32(0.5))
-    k = k if k > kmin else kmin
     r = v - k * ln2_hi - k * ln2_lo
     p = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * c7))))))
     scale = _i2f(np.int32(_f2i(k + bias) << 23))  # 2**k (int32: Numba would widen the shift)
-    return p * scale if v >= low else (v - v if v != v else np.float32(0.0))
+    return p * scale
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
-def _exp_le0_f64(v):
+def _exp_core_f64(v):
+    """``exp(v)`` for float64 ``-708.3 <= v <= 710`` (or NaN), without range checks: above
+    ``log(DBL_MAX)`` it gives ``inf``."""
     log2e = 1.4426950408889634
     ln2_hi = 6.93145751953125e-1
     ln2_lo = 1.42860682030941723212e-6
-    low = -708.3  # exp(-708.3) is about the smallest normal float64
-    kmin = -1022.0
     bias = 1023.0 + 4503599627370496.0  # + 2**52: k + 1023 lands in the low mantissa bits
     k = np.floor(v * log2e + 0.5)
-    k = k if k > kmin else kmin
     r = v - k * ln2_hi - k * ln2_lo
     p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
         1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
             1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (
                 1.0 / 6227020800)))))))))))))
     scale = _i2f(_f2i(k + bias) << 52)  # 2**k
-    return p * scale if v >= low else (v - v if v != v else 0.0)
+    return p * scale
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _exp_le0_f32(v):
+    low = np.float32(-87.3)  # exp(-87.3) is about the smallest normal float32
+    e = _exp_core_f32(v if v >= low else low)
+    return e if v >= low else (v - v if v != v else np.float32(0.0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _exp_le0_f64(v):
+    low = -708.3  # exp(-708.3) is about the smallest normal float64
+    e = _exp_core_f64(v if v >= low else low)
+    return e if v >= low else (v - v if v != v else 0.0)
 
 
 def _by_dtype(f32, f64):
@@ -99,6 +111,22 @@ def _by_dtype(f32, f64):
 
 overload(_exp_le0, jit_options={"cache": True, "nogil": True}, inline="always")(
     _by_dtype(_exp_le0_f32, _exp_le0_f64))
+
+
+def _exp_core(v):
+    """``exp(v)`` of a float32/float64 scalar already in range: ``[-87.3, 89]`` for float32,
+    ``[-708.3, 710]`` for float64 (the caller clamps). No range checks: the caller's clamp
+    selects are the only ones. NaN propagates; above ``log(max)`` the result is ``inf``.
+
+    Compiled code uses the dtype-specific overloads above; this body runs only under
+    ``NUMBA_DISABLE_JIT=1``.
+    """
+    with np.errstate(over="ignore"):
+        return np.exp(v)
+
+
+overload(_exp_core, jit_options={"cache": True, "nogil": True}, inline="always")(
+    _by_dtype(_exp_core_f32, _exp_core_f64))
 
 
 def _log(v):

@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._vexp import _exp_le0
+from ._vexp import _exp_core
 
 
 # ------------------------------------------------------------------------------------- ReLU
@@ -65,13 +65,24 @@ def relu_backward_serial_kernel(dout, mask):
 
 # ---------------------------------------------------------------------------------- sigmoid
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
-def _sigmoid(v, one, zero):
-    """``1 / (1 + exp(-v))`` as ``1/(1+e)`` for ``v >= 0`` and ``e/(1+e)`` for ``v < 0``, with
-    ``e = exp(-|v|)`` (the vectorisable exp of :mod:`._vexp`; never overflows). One division:
-    ``e/(1+e)`` is ``e * (1/(1+e))``, within an ulp."""
-    e = _exp_le0(-np.abs(v))
-    d = one / (one + e)
-    return d if v >= zero else e * d
+def _sigmoid(v, one, lo, hi):
+    """The book's ``1 / (1 + exp(-v))`` with ``exp`` the vectorisable one of :mod:`._vexp`, its
+    argument clamped to ``[lo, hi]``: below ``lo`` (-87 float32, -708 float64) ``1 + exp`` is 1
+    anyway, above ``hi`` (89 / 710) ``exp`` is inf and the result 0, as in NumPy. The clamps
+    keep NaN (a comparison with NaN is false), and they are the only range checks: measured
+    1.2x faster than ``e = exp(-|v|)`` with ``1/(1+e)`` or ``e/(1+e)`` selected by sign."""
+    u = -v
+    u = hi if u > hi else u
+    u = lo if u < lo else u
+    return one / (one + _exp_core(u))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _sigmoid_consts(x):
+    """``(1, lo, hi)`` of :func:`_sigmoid` in ``x``'s dtype."""
+    f32 = x.itemsize == 4
+    t = x.dtype.type
+    return t(1), t(-87.0 if f32 else -708.0), t(89.0 if f32 else 710.0)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -82,19 +93,17 @@ def sigmoid_forward_kernel(x, out):
     -----
     x, out: (M,) contiguous.
     """
-    one = x.dtype.type(1)
-    zero = x.dtype.type(0)
+    one, lo, hi = _sigmoid_consts(x)
     for i in prange(x.shape[0]):
-        out[i] = _sigmoid(x[i], one, zero)
+        out[i] = _sigmoid(x[i], one, lo, hi)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def sigmoid_forward_serial_kernel(x, out):
     """Single-threaded :func:`sigmoid_forward_kernel` for small arrays."""
-    one = x.dtype.type(1)
-    zero = x.dtype.type(0)
+    one, lo, hi = _sigmoid_consts(x)
     for i in range(x.shape[0]):
-        out[i] = _sigmoid(x[i], one, zero)
+        out[i] = _sigmoid(x[i], one, lo, hi)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
