@@ -189,109 +189,166 @@ def dropout_backward_serial_kernel(dout, mask, out):
 # the same stream, produced here from the state of NumPy's global generator, gives the same
 # mask bit for bit, without NumPy's per-double calls through its bit-generator interface and
 # without the (M,) float64 array of draws.
+#
+# The stream is the recurrence x[k + 624] = x[k + 397] ^ twist(x[k], x[k + 1]) (MT19937's state
+# transition read along the stream: the 624-word state is a window of it), then each output is
+# tempered. Only the recurrence is sequential; it runs one chunk ahead of the tempering and
+# masking, which run in parallel on the chunk before (see dropout_mt19937_forward_kernel).
 _MT_N = 624
 _MT_M = 397
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _mt_twist(key):
-    """The MT19937 state transition (regenerates all 624 words of ``key`` in place).
+def _mt_extend(w, nblk):
+    """Given a 624-word block of the untempered MT19937 stream in ``w[:624]``, write the next
+    ``nblk`` blocks after it (``w[624 : 624 * (nblk + 1)]``).
 
-    ``(y & 1) * MATRIX_A`` is the reference's ``-(y & 1) & MATRIX_A``: branch-free (a select on
-    the low bit compiled to a branch that mispredicts half the time) and without the unsigned
-    wrap-around that NumPy scalars warn about under ``NUMBA_DISABLE_JIT``."""
+    ``x[k + 624]`` reads ``x[k]``, ``x[k + 1]`` and ``x[k + 397]``: the nearest read is 227 words
+    behind the write, so LLVM vectorises the loop (0.06 ns per word here, against 0.1 for the
+    reference's in-place twist plus a copy). ``(y & 1) * MATRIX_A`` is the reference's
+    ``-(y & 1) & MATRIX_A`` without a branch or an unsigned wrap-around.
+    """
     upper = np.uint32(0x80000000)
     lower = np.uint32(0x7FFFFFFF)
     matrix_a = np.uint32(0x9908B0DF)
     one = np.uint32(1)
-    for i in range(_MT_N - _MT_M):
-        y = (key[i] & upper) | (key[i + 1] & lower)
-        key[i] = key[i + _MT_M] ^ (y >> one) ^ ((y & one) * matrix_a)
-    for i in range(_MT_N - _MT_M, _MT_N - 1):
-        y = (key[i] & upper) | (key[i + 1] & lower)
-        key[i] = key[i + _MT_M - _MT_N] ^ (y >> one) ^ ((y & one) * matrix_a)
-    y = (key[_MT_N - 1] & upper) | (key[0] & lower)
-    key[_MT_N - 1] = key[_MT_M - 1] ^ (y >> one) ^ ((y & one) * matrix_a)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _mt_words(key, pos, words):
-    """The next ``len(words)`` tempered outputs of the MT19937 state ``(key, pos)``.
-
-    ``key`` (624 uint32) is advanced in place; returns the new ``pos``. Sequential by nature
-    (each block of 624 words follows from the previous one); tempering vectorises.
-    """
-    L = words.shape[0]
-    done = 0
-    while done < L:
-        if pos >= _MT_N:
-            _mt_twist(key)
-            pos = 0
-        take = min(_MT_N - pos, L - done)
-        src = key[pos : pos + take]  # zero-based views: no negative-index handling per access
-        dst = words[done : done + take]
-        for j in range(take):
-            y = src[j]
-            y ^= y >> np.uint32(11)
-            y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
-            y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
-            y ^= y >> np.uint32(18)
-            dst[j] = y
-        pos += take
-        done += take
-    return pos
+    n = nblk * _MT_N
+    src0, src1, srcm = w[0:n], w[1 : n + 1], w[_MT_M : n + _MT_M]  # zero-based views
+    dst = w[_MT_N : n + _MT_N]
+    for k in range(n):
+        y = (src0[k] & upper) | (src1[k] & lower)
+        dst[k] = srcm[k] ^ (y >> one) ^ ((y & one) * matrix_a)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _draw(pair):
-    """NumPy's double (``random_sample``, exact) from a word pair read as one little-endian
-    uint64: the first word ``a`` is the low half, the second ``b`` the high half."""
-    a = np.int64((pair & np.uint64(0xFFFFFFFF)) >> np.uint64(5))
-    b = np.int64(pair >> np.uint64(38))
-    return (a * 67108864.0 + b) / 9007199254740992.0
+def _temper(y):
+    """MT19937's output tempering of one word (each step cast back to uint32: Numba would widen
+    it to 64 bits, and the loop would run 8 lanes wide instead of 16)."""
+    y = np.uint32(y ^ (y >> np.uint32(11)))
+    y = np.uint32(y ^ ((y << np.uint32(7)) & np.uint32(0x9D2C5680)))
+    y = np.uint32(y ^ ((y << np.uint32(15)) & np.uint32(0xEFC60000)))
+    return np.uint32(y ^ (y >> np.uint32(18)))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mt_mask(w, x, ratio, out, mask):
+    """``mask[i] = draw_i > ratio``, ``out[i] = x[i] * mask[i]``, draw ``i`` being NumPy's
+    double from the untempered words ``w[2i]``, ``w[2i + 1]``.
+
+    The double ``(a * 2**26 + b) / 2**53`` (``a = word >> 5``, ``b = word >> 6``) exceeds
+    ``ratio`` exactly when the integer ``a * 2**26 + b`` exceeds ``T = floor(ratio * 2**53)``
+    (exact: a power-of-two scaling), that is when ``a > T >> 26``, or ``a == T >> 26`` and
+    ``b > T & (2**26 - 1)``: 32-bit compares, no conversion to double. Multiplying (not
+    selecting) keeps ``0 * nan = nan`` as in NumPy.
+    """
+    T = np.int64(np.floor(ratio * 9007199254740992.0))
+    ta = np.uint32(T >> 26)
+    tb = np.uint32(T & 0x3FFFFFF)
+    for i in range(x.shape[0]):
+        a = np.uint32(_temper(w[2 * i]) >> np.uint32(5))
+        b = np.uint32(_temper(w[2 * i + 1]) >> np.uint32(6))
+        m = (a > ta) | ((a == ta) & (b > tb))
+        mask[i] = m
+        out[i] = x[i] * x.dtype.type(m)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mt_plan(pos, M, G):
+    """``(last, last_block, nchunk)``: the stream index of the last word drawn (counted from the
+    state's block, whose next word is ``pos``), its block, and the number of chunks of ``G``
+    new blocks."""
+    last = pos + 2 * M - 1
+    last_block = last // _MT_N
+    return last, last_block, max(1, (last_block + G - 1) // G)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mt_generate(buf, c, G, key, last_block):
+    """Chunk ``c`` of the stream into slot ``c % 2`` of ``buf``: blocks ``c*G .. c*G + G`` (fewer
+    for the last chunk), the first copied (the state ``key`` for chunk 0, else the last block of
+    chunk ``c - 1`` in the other slot), the rest by :func:`_mt_extend`."""
+    s = c % 2
+    if c == 0:
+        buf[0, :_MT_N] = key
+    else:
+        buf[s, :_MT_N] = buf[1 - s, G * _MT_N : (G + 1) * _MT_N]
+    nb = min(G, last_block - c * G)
+    if nb > 0:
+        _mt_extend(buf[s], nb)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mt_chunk_elements(c, G, pos, M):
+    """``(i0, i1)``: the elements whose second word lies in chunk ``c``'s new blocks (chunk 0:
+    from the state's block on). Both words of such an element are in the chunk's slot, also
+    when the pair straddles two chunks."""
+    lo = 0 if c == 0 else (c * G + 1) * _MT_N
+    hi = ((c + 1) * G + 1) * _MT_N
+    # element i's second word is pos + 2i + 1: lo <= pos + 2i + 1 < hi
+    return max(0, (lo - pos) // 2), min(M, (hi - pos) // 2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mt_mask_part(buf, c, G, pos, M, r, nsplit, x, ratio, out, mask):
+    """Part ``r`` of ``nsplit`` of chunk ``c``'s elements: :func:`_mt_mask` on its words."""
+    i0, i1 = _mt_chunk_elements(c, G, pos, M)
+    per = (i1 - i0 + nsplit - 1) // nsplit
+    a0 = min(i1, i0 + r * per)
+    a1 = min(i1, a0 + per)
+    if a0 < a1:
+        w0 = pos - c * G * _MT_N + 2 * a0  # stream index pos + 2*a0, counted from the slot
+        _mt_mask(buf[c % 2, w0 : w0 + 2 * (a1 - a0)], x[a0:a1], ratio, out[a0:a1], mask[a0:a1])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mt_finish(buf, key, last, last_block, nchunk, G):
+    """Leave the state where NumPy's draws would: ``key`` = the last word's block; returns the
+    new ``pos``."""
+    c = nchunk - 1
+    j = (last_block - c * G) * _MT_N
+    key[:] = buf[c % 2, j : j + _MT_N]
+    return last - last_block * _MT_N + 1
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def dropout_mt19937_forward_kernel(x, key, pos, ratio, out, mask, words):
+def dropout_mt19937_forward_kernel(x, key, pos, ratio, out, mask, buf, nsplit):
     """:func:`dropout_forward_kernel` drawing ``np.random.rand``'s numbers itself: draw ``i``
     is NumPy's double from the next two words of the MT19937 state ``(key, pos)`` (advanced in
     place; the new ``pos`` is returned); ``mask = draw > ratio``.
 
-    Chunk by chunk of ``len(words) // 2`` elements: the words are generated on one thread
-    (the stream is sequential) into the caller's ``words`` buffer, then turned into the mask
-    and output in parallel (read as uint64 pairs: a little-endian machine). The buffer stays in
-    cache, and no (M,) array of draws is ever allocated.
+    The stream is produced in chunks of ``G = buf.shape[1] // 624 - 1`` blocks, alternately
+    into the two slots of ``buf``. While chunk ``c`` is tempered and masked in ``nsplit``
+    parts, one more ``prange`` iteration generates chunk ``c + 1`` into the other slot: the
+    sequential recurrence overlaps the parallel work. Every iteration owns its outputs (its
+    elements, or the other slot), so the result does not depend on the number of threads.
+    (100, 30, 24, 24) float32 forward: 770-810 -> 440 us.
 
     Shape
     -----
-    x, out, mask: (M,) contiguous; key: (624,) uint32; words: (2C,) uint32, C >= 1.
+    x, out, mask: (M,) contiguous, M >= 1; key: (624,) uint32; buf: (2, 624 * (G + 1)) uint32,
+    G >= 1; nsplit >= 1.
     """
     M = x.shape[0]
-    C = words.shape[0] // 2
-    pairs = words.view(np.uint64)
-    for c0 in range(0, M, C):
-        n = min(C, M - c0)
-        pos = _mt_words(key, pos, words[: 2 * n])
-        xs, os, ms = x[c0 : c0 + n], out[c0 : c0 + n], mask[c0 : c0 + n]  # zero-based views
-        for i in prange(n):
-            m = _draw(pairs[i]) > ratio
-            ms[i] = m
-            os[i] = xs[i] * x.dtype.type(m)
-    return pos
+    G = buf.shape[1] // _MT_N - 1
+    last, last_block, nchunk = _mt_plan(pos, M, G)
+    _mt_generate(buf, 0, G, key, last_block)
+    for c in range(nchunk):
+        for r in prange(nsplit + 1):
+            if r == nsplit:
+                if c + 1 < nchunk:
+                    _mt_generate(buf, c + 1, G, key, last_block)
+            else:
+                _mt_mask_part(buf, c, G, pos, M, r, nsplit, x, ratio, out, mask)
+    return _mt_finish(buf, key, last, last_block, nchunk, G)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def dropout_mt19937_forward_serial_kernel(x, key, pos, ratio, out, mask, words):
+def dropout_mt19937_forward_serial_kernel(x, key, pos, ratio, out, mask, buf):
     """Single-threaded :func:`dropout_mt19937_forward_kernel` for small arrays."""
     M = x.shape[0]
-    C = words.shape[0] // 2
-    pairs = words.view(np.uint64)
-    for c0 in range(0, M, C):
-        n = min(C, M - c0)
-        pos = _mt_words(key, pos, words[: 2 * n])
-        xs, os, ms = x[c0 : c0 + n], out[c0 : c0 + n], mask[c0 : c0 + n]  # zero-based views
-        for i in range(n):
-            m = _draw(pairs[i]) > ratio
-            ms[i] = m
-            os[i] = xs[i] * x.dtype.type(m)
-    return pos
+    G = buf.shape[1] // _MT_N - 1
+    last, last_block, nchunk = _mt_plan(pos, M, G)
+    for c in range(nchunk):
+        _mt_generate(buf, c, G, key, last_block)
+        _mt_mask_part(buf, c, G, pos, M, 0, 1, x, ratio, out, mask)
+    return _mt_finish(buf, key, last, last_block, nchunk, G)

@@ -82,8 +82,8 @@ def test_dropout_mt19937_stream_is_numpys(dtype, size, skip, stream, restore_glo
         monkeypatch.setattr(F, "_global_mt19937_state", lambda: None)
     else:
         assert F._global_mt19937_state() is not None  # NumPy >= 1.25 on x86/ARM
-    if stream == "chunks":  # many chunks; their boundaries fall anywhere in the 624-word blocks
-        monkeypatch.setattr(F, "_DROPOUT_CHUNK", 97)
+    if stream == "chunks":  # chunks of one 624-word block: many of them, and with an odd skip
+        monkeypatch.setattr(F, "_DROPOUT_BLOCKS", 1)  # a word pair straddles every boundary
     x = np.random.default_rng(size).standard_normal(size).astype(dtype)
     x[:5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
     results = []
@@ -100,6 +100,40 @@ def test_dropout_mt19937_stream_is_numpys(dtype, size, skip, stream, restore_glo
     assert s1[2] == s2[2] and np.array_equal(s1[1], s2[1]) and s1[3:] == s2[3:]
     assert np.array_equal(g1, g2) and np.array_equal(r1, r2)
     assert o1.dtype == dtype
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, 0.4, 0.5 + 2.0**-40, 0.5 - 2.0**-53, 1e-300])
+@pytest.mark.parametrize("size", [7, 200_003])
+def test_dropout_mt19937_ratio_thresholds(ratio, size, restore_global_rng):
+    """The kernel compares the draw's 53-bit integer with floor(ratio * 2**53) in two 32-bit
+    halves: the same mask as ``np.random.rand(n) > ratio`` for ratios at the ends and at
+    thresholds that only the second word decides."""
+    x = np.ones(size, dtype=np.float32)
+    np.random.seed(99)
+    np.random.randint(0, 2**31, size=size % 3)
+    _, mask = F.dropout(x, ratio)
+    np.random.seed(99)
+    np.random.randint(0, 2**31, size=size % 3)
+    assert np.array_equal(mask, np.random.rand(size) > ratio)
+
+
+def test_dropout_mt19937_second_word_decides(restore_global_rng):
+    """A ratio equal to a draw's first-word part (``a * 2**26 / 2**53``): the element is kept
+    exactly when its second word's ``b`` is positive, which only the low half of the compare
+    sees."""
+    np.random.seed(7)
+    first = np.random.rand(1)
+    np.random.seed(7)
+    a = np.floor(first[0] * 2.0**27)
+    _, mask = F.dropout(np.ones(1), a / 2.0**27)
+    assert mask[0] == (first[0] > a / 2.0**27)
+    np.random.seed(7)
+    b_half = (first[0] * 2.0**53 - a * 2.0**26)  # b, the draw's low 26 bits
+    _, mask = F.dropout(np.ones(1), (a * 2.0**26 + b_half) / 2.0**53)  # ratio == draw: dropped
+    assert not mask[0]
+    np.random.seed(7)
+    _, mask = F.dropout(np.ones(1), (a * 2.0**26 + b_half - 1) / 2.0**53)  # just below: kept
+    assert mask[0]
 
 
 def test_dropout_mt19937_stream_two_threads(restore_global_rng):
