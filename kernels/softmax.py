@@ -19,7 +19,7 @@ from numba.extending import intrinsic
 
 from ._bits import _bits
 from ._jit import njit
-from ._vexp import _exp_shifted_row, _log, _scratch
+from ._vexp import EXP_COEFFS_F32, EXP_COEFFS_F64, _exp_shifted_row, _log, _scratch
 
 # rows handled by one prange iteration: amortises the scratch allocation over small rows
 _ROW_BLOCK = 16
@@ -316,12 +316,12 @@ class _RowIR:
             log2e, hi, lo, low, kmin = (1.4426950408889634, 6.93145751953125e-1,
                                         1.42860682030941723212e-6, -708.3, -1022.0)
             bias, shift = 1023.0 + 4503599627370496.0, 52
-            coef = [1.0 / math.factorial(n) for n in range(14)]
+            coef = list(EXP_COEFFS_F64)
         else:
             log2e, hi, lo, low, kmin = (1.4426950408889634, 0.693359375, -2.12194440e-4, -87.3,
                                         -126.0)
             bias, shift = 127.0 + 8388608.0, 23
-            coef = [1.0, 1.0] + [1.0 / math.factorial(n) for n in range(2, 8)]
+            coef = list(EXP_COEFFS_F32)
         floor = self.fn("llvm.floor.%s" % self.suffix(self.vty), self.vty, [self.vty])
         k = b.call(floor, [self.fma(v, self.c(log2e), self.c(0.5))])
         k = b.select(b.fcmp_ordered(">", k, self.c(kmin)), k, self.c(kmin))

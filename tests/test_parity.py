@@ -840,6 +840,42 @@ def test_vectorised_exp_within_an_ulp_and_special_values(dtype, rng):
 
 
 @numba.njit(error_model="numpy")
+def _exps(v, out):
+    for i in range(v.shape[0]):
+        out[i] = KV._exp_core(v[i])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_vectorised_exp_core_both_signs(dtype, rng):
+    """``_exp_core`` (the sigmoid's ``exp``, whose caller clamps the argument) over its whole
+    domain, positive arguments included: within 1.5 ulp of the extended-precision exp (the
+    polynomial's and the final roundings: ~1.15 at most here, NumPy's float32 exp 2.3) up to
+    ``(emax - 1/2) * ln2`` (88.38 float32, 709.44 float64), ``inf`` from there to the clamp
+    (``2**emax`` is built as inf's bits), NaN kept."""
+    lo, top = (-87.3, 89.0) if dtype == np.float32 else (-708.3, 710.0)
+    emax = 128 if dtype == np.float32 else 1024
+    big = float(np.nextafter(dtype((emax - 0.5) * np.log(2.0)), dtype(0)))
+    x = np.concatenate([
+        lo + rng.random(40000) * (big - lo),  # the finite results
+        np.arange(int(lo), int(big)).astype(np.float64),  # integers
+        np.arange(int(lo / np.log(2.0)), int(big / np.log(2.0))) * np.log(2.0),  # k*ln2
+        [0.0, -0.0],
+    ]).astype(dtype)
+    x = x[(x >= dtype(lo)) & (x <= dtype(big))]
+    y = np.empty_like(x)
+    _exps(x, y)
+    want = np.exp(x.astype(np.longdouble))
+    fin = want <= np.finfo(dtype).max
+    ulps = np.abs(y[fin] - want[fin]) / np.spacing(want[fin].astype(dtype)).astype(np.longdouble)
+    assert float(ulps.max()) <= (3.0 if numba.config.DISABLE_JIT else 1.5), float(ulps.max())
+    over = np.array([dtype((emax - 0.5) * np.log(2.0)) * dtype(1.0001), dtype(top), np.nan], dtype)
+    y = np.empty_like(over)
+    with np.errstate(over="ignore"):
+        _exps(over, y)
+    assert np.isinf(y[:2]).all() and (y[:2] > 0).all() and np.isnan(y[2])
+
+
+@numba.njit(error_model="numpy")
 def _logs(v, out):
     for i in range(v.shape[0]):
         out[i] = KV._log(v[i])
