@@ -135,9 +135,13 @@ def _exp_core(v):
     just below ``log(max)``) the result is ``inf``.
 
     Compiled code uses the dtype-specific overloads above; this body runs only under
-    ``NUMBA_DISABLE_JIT=1``.
+    ``NUMBA_DISABLE_JIT=1`` (NumPy's ``exp``, with the same ``inf`` from ``k = emax`` on).
     """
-    with np.errstate(over="ignore"):
+    dt = np.asarray(v).dtype.type
+    emax = 128 if dt is np.float32 else 1024
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.floor(v * dt(1.4426950408889634) + dt(0.5)) >= emax:
+            return dt(np.inf)
         return np.exp(v)
 
 

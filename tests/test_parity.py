@@ -839,10 +839,19 @@ def test_vectorised_exp_within_an_ulp_and_special_values(dtype, rng):
     assert list(y[4:]) == [0.0, 0.0, 0.0]
 
 
-@numba.njit(error_model="numpy")
-def _exps(v, out):
-    for i in range(v.shape[0]):
-        out[i] = KV._exp_core(v[i])
+def _elementwise(scalar):
+    """A compiled loop ``out[i] = scalar(v[i])`` over a 1-D array."""
+
+    @numba.njit(error_model="numpy")
+    def run(v, out):
+        for i in range(v.shape[0]):
+            out[i] = scalar(v[i])
+
+    return run
+
+
+_exps = _elementwise(KV._exp_core)
+_logs = _elementwise(KV._log)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -875,10 +884,6 @@ def test_vectorised_exp_core_both_signs(dtype, rng):
     assert np.isinf(y[:2]).all() and (y[:2] > 0).all() and np.isnan(y[2])
 
 
-@numba.njit(error_model="numpy")
-def _logs(v, out):
-    for i in range(v.shape[0]):
-        out[i] = KV._log(v[i])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
