@@ -26,7 +26,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._bits import _f2i, _i2f
+from ._bits import _f2i, _fma, _i2f
 from ._jit import njit
 
 
@@ -56,10 +56,10 @@ EXP_COEFFS_F64 = (1.0, 1.0, 0.50000000000000010211, 0.16666666666666667452,
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
-def _exp_core_f32(v):
-    """``exp(v)`` for float32 ``-87.3 <= v <= 89`` (or NaN), without range checks. From
-    ``k = 128`` (``v > 127.5 * ln2 = 88.38``) on it gives ``inf`` (``2**128`` is built as inf's
-    bits), also on the last 0.34 below ``log(FLT_MAX)``. The degree-6 polynomial
+def _exp_parts_f32(v):
+    """``(p, 2**k)``, ``exp(v) = p * 2**k``, for float32 ``-87.3 <= v <= 89`` (or NaN), without
+    range checks. From ``k = 128`` (``v > 127.5 * ln2 = 88.38``) on ``2**k`` is ``inf`` (built
+    as inf's bits), also on the last 0.34 below ``log(FLT_MAX)``. The degree-6 polynomial
     ``EXP_COEFFS_F32``."""
     one = np.float32(1.0)
     log2e = np.float32(1.4426950408889634)
@@ -75,14 +75,14 @@ def _exp_core_f32(v):
     r = v - k * ln2_hi - k * ln2_lo
     p = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * c6)))))
     scale = _i2f(np.int32(_f2i(k + bias) << 23))  # 2**k (int32: Numba would widen the shift)
-    return p * scale
+    return p, scale
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
-def _exp_core_f64(v):
-    """``exp(v)`` for float64 ``-708.3 <= v <= 710`` (or NaN), without range checks: ``inf``
-    from ``v > 1023.5 * ln2 = 709.44`` on. The degree-11 polynomial ``EXP_COEFFS_F64`` (the
-    Taylor series needed degree 13)."""
+def _exp_parts_f64(v):
+    """``(p, 2**k)``, ``exp(v) = p * 2**k``, for float64 ``-708.3 <= v <= 710`` (or NaN),
+    without range checks: ``2**k`` is ``inf`` from ``v > 1023.5 * ln2 = 709.44`` on. The
+    degree-11 polynomial ``EXP_COEFFS_F64`` (the Taylor series needed degree 13)."""
     log2e = 1.4426950408889634
     ln2_hi = 6.93145751953125e-1
     ln2_lo = 1.42860682030941723212e-6
@@ -93,7 +93,31 @@ def _exp_core_f64(v):
     p = 1.0 + r * (1.0 + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
         c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * c[11]))))))))))
     scale = _i2f(_f2i(k + bias) << 52)  # 2**k
+    return p, scale
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _exp_core_f32(v):
+    p, scale = _exp_parts_f32(v)
     return p * scale
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _exp_core_f64(v):
+    p, scale = _exp_parts_f64(v)
+    return p * scale
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _exp_core_plus_f32(v, c):
+    p, scale = _exp_parts_f32(v)
+    return _fma(p, scale, c)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _exp_core_plus_f64(v, c):
+    p, scale = _exp_parts_f64(v)
+    return _fma(p, scale, c)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
@@ -147,6 +171,27 @@ def _exp_core(v):
 
 overload(_exp_core, jit_options={"cache": True, "nogil": True}, inline="always")(
     _by_dtype(_exp_core_f32, _exp_core_f64))
+
+
+def _exp_core_plus(v, c):
+    """``exp(v) + c`` (``v`` in :func:`_exp_core`'s range, ``c`` of ``v``'s type) with the last
+    product fused into the sum (:func:`._bits._fma`): the same rounding in every kernel that
+    inlines it (the sigmoid's ``1 + exp(-x)``, whose serial and parallel twins fused it
+    differently when LLVM chose).
+
+    Compiled code uses the dtype-specific overloads; this body runs only under
+    ``NUMBA_DISABLE_JIT=1``.
+    """
+    return _exp_core(v) + c
+
+
+@overload(_exp_core_plus, jit_options={"cache": True, "nogil": True}, inline="always")
+def _exp_core_plus_overload(v, c):
+    if v == types.float32 and c == types.float32:
+        return lambda v, c: _exp_core_plus_f32(v, c)
+    if v == types.float64 and c == types.float64:
+        return lambda v, c: _exp_core_plus_f64(v, c)
+    return None
 
 
 def _log(v):

@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
-from ._vexp import _exp_core
+from ._vexp import _exp_core_plus
 
 
 # ------------------------------------------------------------------------------------- ReLU
@@ -74,7 +74,7 @@ def _sigmoid(v, one, lo, hi):
     u = -v
     u = hi if u > hi else u
     u = lo if u < lo else u
-    return one / (one + _exp_core(u))
+    return one / _exp_core_plus(u, one)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
