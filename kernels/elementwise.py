@@ -68,9 +68,12 @@ def relu_backward_serial_kernel(dout, mask):
 def _sigmoid(v, one, lo, hi):
     """The book's ``1 / (1 + exp(-v))`` with ``exp`` the vectorisable one of :mod:`._vexp`, its
     argument clamped to ``[lo, hi]``: below ``lo`` (-87 float32, -708 float64) ``1 + exp`` is 1
-    anyway, above ``hi`` (89 / 710) ``exp`` is inf and the result 0, as in NumPy. The clamps
-    keep NaN (a comparison with NaN is false), and they are the only range checks: measured
-    1.2x faster than ``e = exp(-|v|)`` with ``1/(1+e)`` or ``e/(1+e)`` selected by sign."""
+    anyway, above ``hi`` (89 / 710) ``exp`` is inf and the result 0, as in NumPy (``exp`` is
+    already inf from 88.38 / 709.44, where NumPy's result is a subnormal below 4e-39 /
+    1e-308). The clamps keep NaN (a comparison with NaN is false), and they are the only range
+    checks: measured 1.2x faster than ``e = exp(-|v|)`` with ``1/(1+e)`` or ``e/(1+e)``
+    selected by sign. ``1 + exp`` is one fused multiply-add (:func:`._vexp._exp_core_plus`),
+    so the serial and parallel kernels round alike. Within 2.3 ulp of the exact value."""
     u = -v
     u = hi if u > hi else u
     u = lo if u < lo else u
