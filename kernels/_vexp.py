@@ -12,6 +12,10 @@ conversion, which LLVM does not vectorise here). Inlined into a loop, all of it 
 Within 1 ulp of NumPy's ``exp``; arguments below -87.3 (float32) / -708.3 (float64), whose
 results lie within 4 % of the smallest normal number or below it, give 0; NaN propagates.
 
+:func:`_exp_core` is the same ``exp`` without range checks, for callers that clamp the argument
+themselves (the sigmoid, whose argument has both signs); :func:`_exp_core_plus` adds a constant
+with the last product fused into the sum, so that every kernel inlining it rounds alike.
+
 :func:`_exp_shifted_row` is the row form softmax uses: ``y = exp(x - m)`` and its sum in one
 pass (an earlier version took two passes and a scratch row to build ``2**k`` through an integer
 view of memory; one pass with the scalar bit cast of :mod:`._bits` measured the sigmoid forward
