@@ -768,8 +768,7 @@ def _sce_fast_args(x, t, eps):
         d = 0
     else:
         return None
-    flags = x.flags
-    if not (flags.c_contiguous and flags.writeable):
+    if not x.flags.carray:  # writable, aligned, C-contiguous: one attribute lookup
         return None
     N, K = x.shape
     if N == 0 or K < 2:
@@ -786,8 +785,7 @@ def _sce_fast_args(x, t, eps):
         if t.shape[0] != N:
             return None
         td = t.dtype
-        tf = t.flags
-        if td is _INTP and tf.c_contiguous and tf.writeable:  # (a read-only one: a copy)
+        if td is _INTP and t.flags.carray:  # (a read-only one: a copy)
             labels = t
         elif td.kind in "iu":
             labels = t.astype(np.intp)
@@ -798,8 +796,7 @@ def _sce_fast_args(x, t, eps):
             dense = _NO_TARGET[d].setdefault(K, np.empty((0, K), dtype=dt))
         return labels, dense, e
     if t.dtype is dt and t.shape == x.shape:
-        tf = t.flags
-        if tf.c_contiguous and tf.writeable:  # (read-only: another compiled specialisation)
+        if t.flags.carray:  # (read-only: another compiled specialisation)
             return _NO_LABELS, t, e
     return None
 
