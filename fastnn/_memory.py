@@ -17,6 +17,7 @@ environment, in MiB; ``0`` disables recycling); :func:`clear` drops them.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import threading
 import weakref
@@ -78,9 +79,7 @@ def empty(shape, dtype):
     shape: any -> shape.
     """
     dtype = np.dtype(dtype)
-    count = 1
-    for n in shape:
-        count *= n
+    count = math.prod(shape)
     nbytes = count * dtype.itemsize
     if nbytes < MIN_BYTES or MAX_BYTES == 0:
         return np.empty(shape, dtype)

@@ -841,11 +841,9 @@ def _flat_float(op, name, x):
 
 def _same_ready(first, *rest):
     """Whether every array is :func:`_ready` and all share one dtype."""
-    if type(first) is not np.ndarray:
+    if not _ready(first):
         return False
     dt = first.dtype
-    if (dt is not _F32 and dt is not _F64) or not first.flags.carray:
-        return False
     for a in rest:
         if type(a) is not np.ndarray or a.dtype is not dt or not a.flags.carray:
             return False
@@ -994,11 +992,8 @@ def sigmoid(x):
     """
     x = _flat_float("sigmoid", "x", x)
     out = _mem.empty_like(x)
-    # (inline choice and ravel views: a (100, 100) call is ~2 us, a tenth of it was overhead)
-    if x.size <= SERIAL_MAX_SIZE:
-        _ew.sigmoid_forward_serial_kernel(x.ravel(), out.ravel())
-    else:
-        _ew.sigmoid_forward_kernel(x.ravel(), out.ravel())
+    kernel = _kernel(_ew.sigmoid_forward_kernel, _ew.sigmoid_forward_serial_kernel, x.size)
+    kernel(x.ravel(), out.ravel())
     return out
 
 
@@ -1019,10 +1014,8 @@ def sigmoid_backward(dout, y):
         dt = ck.result_dtype(op, dout=dout, y=y)
         dout, y = ck.as_float(dout, dt), ck.as_float(y, dt)
         out = _mem.empty(y.shape, dt)
-    if y.size <= SERIAL_MAX_SIZE:
-        _ew.sigmoid_backward_serial_kernel(dout.ravel(), y.ravel(), out.ravel())
-    else:
-        _ew.sigmoid_backward_kernel(dout.ravel(), y.ravel(), out.ravel())
+    kernel = _kernel(_ew.sigmoid_backward_kernel, _ew.sigmoid_backward_serial_kernel, y.size)
+    kernel(dout.ravel(), y.ravel(), out.ravel())
     return out
 
 
@@ -1055,8 +1048,7 @@ def dropout(x, ratio, train=True):
     if not train:
         return x * (1.0 - ratio), None
     out = _mem.empty_like(x)
-    # (a mask under the recycling threshold straight from NumPy: ~0.2 us less per call)
-    mask = np.empty(x.shape, np.bool_) if x.size < _mem.MIN_BYTES else _mem.empty(x.shape, np.bool_)
+    mask = _mem.empty(x.shape, _BOOL)
     stream = _global_mt19937_state()
     if stream is None:
         return _dropout_with_rand(x, ratio, out, mask)
@@ -1064,11 +1056,9 @@ def dropout(x, ratio, train=True):
     if x.size == 0:
         return out, mask  # np.random.rand(0) draws nothing
     lock, key, pos = stream
+    buf = _dropout_buffer()
     with lock:  # the lock np.random holds while drawing: concurrent draws stay distinct
         start = int(pos[0])
-        # blocks of 624 words after the state's: at most _DROPOUT_BLOCKS per chunk
-        blocks = min(_DROPOUT_BLOCKS, max(1, (start + 2 * x.size) // _ew._MT_N))
-        buf = _dropout_buffer(blocks)
         if x.size <= SERIAL_MAX_SIZE:
             pos[0] = _ew.dropout_mt19937_forward_serial_kernel(
                 x.ravel(), key, start, ratio, out.ravel(), mask.ravel(), buf)
@@ -1086,23 +1076,14 @@ _DROPOUT_BLOCKS = 400
 _DROPOUT_BUFFERS = threading.local()
 
 
-def _dropout_buffer(blocks):
-    """The kernel's two chunk slots, ``(2, 624 * (blocks + 1))`` uint32: the front of one
-    buffer kept per thread (2 MB, allocated at the thread's first dropout; a fresh one per
-    call would be paged in at every call, and cost a (100, 100) forward ~0.7 us even when
-    small)."""
-    views = getattr(_DROPOUT_BUFFERS, "views", None)
-    if views is None:
-        views = _DROPOUT_BUFFERS.views = {}
-    buf = views.get(blocks)
-    if buf is None:
-        flat = views.get("flat")
-        if flat is None or flat.shape[0] < 2 * _ew._MT_N * (blocks + 1):
-            flat = np.empty(2 * _ew._MT_N * (max(blocks, _DROPOUT_BLOCKS) + 1), dtype=np.uint32)
-            views.clear()
-            views["flat"] = flat
-        n = _ew._MT_N * (blocks + 1)
-        buf = views[blocks] = flat[: 2 * n].reshape(2, n)
+def _dropout_buffer():
+    """The kernel's two chunk slots, ``(2, 624 * (_DROPOUT_BLOCKS + 1))`` uint32, kept per
+    thread (2 MB, allocated at the thread's first dropout: a fresh one per call would be paged
+    in at every call). The kernel generates only the blocks a call needs."""
+    shape = (2, _ew._MT_N * (_DROPOUT_BLOCKS + 1))
+    buf = getattr(_DROPOUT_BUFFERS, "buf", None)
+    if buf is None or buf.shape != shape:
+        buf = _DROPOUT_BUFFERS.buf = np.empty(shape, dtype=np.uint32)
     return buf
 
 
