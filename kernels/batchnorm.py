@@ -55,14 +55,27 @@ def _train_block(x, gamma, beta, eps, out, xn, mean, var, std, j0, B):
         mu[j] = zero
         s2[j] = zero
     # zero-based row views: an index ``j0 + j`` may wrap around (negative) for all LLVM knows,
-    # which kept these loops scalar (measured 8x slower)
-    for i in range(N):
+    # which kept these loops scalar (measured 8x slower). Four rows per pass of the inner loop:
+    # the accumulators are loaded and stored once per four rows, in the same order of additions
+    # as one row at a time (the loops were bound by those loads and stores: 1.3x faster).
+    N4 = N - N % 4
+    for i in range(0, N4, 4):
+        r0, r1, r2, r3 = x[i, j0:j1], x[i + 1, j0:j1], x[i + 2, j0:j1], x[i + 3, j0:j1]
+        for j in range(w):
+            mu[j] = (((mu[j] + r0[j]) + r1[j]) + r2[j]) + r3[j]
+    for i in range(N4, N):
         row = x[i, j0:j1]
         for j in range(w):
             mu[j] += row[j]
     for j in range(w):
         mu[j] = mu[j] / n
-    for i in range(N):
+    for i in range(0, N4, 4):
+        r0, r1, r2, r3 = x[i, j0:j1], x[i + 1, j0:j1], x[i + 2, j0:j1], x[i + 3, j0:j1]
+        for j in range(w):
+            m = mu[j]
+            d0, d1, d2, d3 = r0[j] - m, r1[j] - m, r2[j] - m, r3[j] - m
+            s2[j] = (((s2[j] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3
+    for i in range(N4, N):
         row = x[i, j0:j1]
         for j in range(w):
             d = row[j] - mu[j]
@@ -75,10 +88,17 @@ def _train_block(x, gamma, beta, eps, out, xn, mean, var, std, j0, B):
         sd[j] = np.sqrt(v + eps)
     g = gamma[j0:j1]
     b = beta[j0:j1]
-    for i in range(N):
-        row = x[i, j0:j1]
-        orow = out[i, j0:j1]
-        nrow = xn[i, j0:j1]
+    for i in range(0, N - N % 2, 2):  # two rows: the per-feature loads once per two rows
+        r0, r1 = x[i, j0:j1], x[i + 1, j0:j1]
+        n0, n1 = xn[i, j0:j1], xn[i + 1, j0:j1]
+        o0, o1 = out[i, j0:j1], out[i + 1, j0:j1]
+        for j in range(w):
+            m, s, gj, bj = mu[j], sd[j], g[j], b[j]
+            v0, v1 = (r0[j] - m) / s, (r1[j] - m) / s
+            n0[j], n1[j] = v0, v1
+            o0[j], o1[j] = gj * v0 + bj, gj * v1 + bj
+    if N % 2:
+        row, nrow, orow = x[N - 1, j0:j1], xn[N - 1, j0:j1], out[N - 1, j0:j1]
         for j in range(w):
             v = (row[j] - mu[j]) / sd[j]
             nrow[j] = v
@@ -149,7 +169,14 @@ def _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, j0, B):
         sg[j] = zero
         dmu[j] = zero
     j1 = j0 + w
-    for i in range(N):
+    N4 = N - N % 4  # four rows per pass, as in _train_block
+    for i in range(0, N4, 4):
+        g0, g1, g2, g3 = dout[i, j0:j1], dout[i + 1, j0:j1], dout[i + 2, j0:j1], dout[i + 3, j0:j1]
+        n0, n1, n2, n3 = xn[i, j0:j1], xn[i + 1, j0:j1], xn[i + 2, j0:j1], xn[i + 3, j0:j1]
+        for j in range(w):
+            sb[j] = (((sb[j] + g0[j]) + g1[j]) + g2[j]) + g3[j]
+            sg[j] = (((sg[j] + n0[j] * g0[j]) + n1[j] * g1[j]) + n2[j] * g2[j]) + n3[j] * g3[j]
+    for i in range(N4, N):
         drow = dout[i, j0:j1]
         nrow = xn[i, j0:j1]
         for j in range(w):
@@ -163,7 +190,17 @@ def _backward_block(dout, xn, std, gamma, dx, dgamma, dbeta, j0, B):
         dgamma[j0 + j] = sg[j]
         scale[j] = gamma[j0 + j] / std[j0 + j]
         sgn[j] = sg[j] / n  # per feature, not a division per element
-    for i in range(N):
+    for i in range(0, N4, 4):
+        g0, g1, g2, g3 = dout[i, j0:j1], dout[i + 1, j0:j1], dout[i + 2, j0:j1], dout[i + 3, j0:j1]
+        n0, n1, n2, n3 = xn[i, j0:j1], xn[i + 1, j0:j1], xn[i + 2, j0:j1], xn[i + 3, j0:j1]
+        x0, x1, x2, x3 = dx[i, j0:j1], dx[i + 1, j0:j1], dx[i + 2, j0:j1], dx[i + 3, j0:j1]
+        for j in range(w):
+            c, sn = scale[j], sgn[j]
+            v0, v1 = c * (g0[j] - n0[j] * sn), c * (g1[j] - n1[j] * sn)
+            v2, v3 = c * (g2[j] - n2[j] * sn), c * (g3[j] - n3[j] * sn)
+            x0[j], x1[j], x2[j], x3[j] = v0, v1, v2, v3
+            dmu[j] = (((dmu[j] + v0) + v1) + v2) + v3
+    for i in range(N4, N):
         drow = dout[i, j0:j1]
         nrow = xn[i, j0:j1]
         xrow = dx[i, j0:j1]
