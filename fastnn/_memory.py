@@ -83,6 +83,11 @@ def empty(shape, dtype):
     nbytes = count * dtype.itemsize
     if nbytes < MIN_BYTES or MAX_BYTES == 0:
         return np.empty(shape, dtype)
+    return _pooled(shape, dtype, count, nbytes)
+
+
+def _pooled(shape, dtype, count, nbytes):
+    """A ``(shape, dtype)`` array on a recycled (or new) buffer of ``nbytes``."""
     raw = _take(nbytes)
     if raw is None:
         raw = np.empty(nbytes, np.uint8)
@@ -94,9 +99,10 @@ def empty(shape, dtype):
 
 def empty_like(a):
     """``np.empty_like(a)`` for a C-contiguous ``a``, recycled when large."""
-    if a.nbytes < MIN_BYTES:
-        return np.empty_like(a)
-    return empty(a.shape, a.dtype)
+    nbytes = a.nbytes
+    if nbytes < MIN_BYTES or MAX_BYTES == 0:
+        return np.empty(a.shape, a.dtype)  # (np.empty_like costs 50 ns more)
+    return _pooled(a.shape, a.dtype, a.size, nbytes)
 
 
 def clear():
