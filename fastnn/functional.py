@@ -868,6 +868,13 @@ def _small_like(a, b):
             and b.flags.carray)
 
 
+def _ready_masked(a, mask):
+    """Whether ``a`` is :func:`_ready` and ``mask`` a C-contiguous bool ndarray of its shape
+    (the ReLU and dropout backward passes)."""
+    return (_ready(a) and type(mask) is np.ndarray and mask.dtype is _BOOL
+            and mask.shape == a.shape and mask.flags.c_contiguous)
+
+
 def _ready(a):
     """Whether ``a`` goes to a kernel as it is: a writable, aligned, C-contiguous
     float32/float64 ndarray (``flags.carray``, as Numba types it without a new signature).
@@ -988,8 +995,7 @@ def relu_backward(dout, mask):
     -----
     dout, mask: same shape.
     """
-    if (_small(dout) and type(mask) is np.ndarray and mask.dtype is _BOOL
-            and mask.shape == dout.shape and mask.flags.c_contiguous):
+    if _ready_masked(dout, mask) and dout.size <= SERIAL_MAX_SIZE:
         _ew.relu_backward_serial_kernel(dout.ravel(), mask.ravel())
         return dout
     op = "relu_backward"
@@ -1174,14 +1180,12 @@ def dropout_backward(dout, mask):
     -----
     dout, mask: same shape -> same shape.
     """
-    if (_small(dout) and type(mask) is np.ndarray and mask.dtype is _BOOL
-            and mask.shape == dout.shape and mask.flags.c_contiguous):
+    if _ready_masked(dout, mask) and dout.size <= SERIAL_MAX_SIZE:
         out = np.empty(dout.shape, dout.dtype)
         _ew.dropout_backward_serial_kernel(dout.ravel(), mask.ravel(), out.ravel())
         return out
     op = "dropout_backward"
-    if not (_ready(dout) and type(mask) is np.ndarray and mask.dtype is _BOOL
-            and mask.shape == dout.shape and mask.flags.c_contiguous):
+    if not _ready_masked(dout, mask):
         dout, mask = ck.as_array(op, "dout", dout), ck.as_array(op, "mask", mask)
         if dout.shape != mask.shape:
             raise ValueError(f"{op}: dout has shape {dout.shape}, mask has {mask.shape}")
